@@ -1,0 +1,636 @@
+"""The decoding engine every trainer of the library uses.
+
+:class:`RolloutEngine` wraps any encoder–decoder `PreTrainedModel` (BART, T5, Marian, mBART,
+Pegasus, ...) or a `PeftModel` around one. It encodes a batch once and decodes with the KV cache,
+all rows together, in three modes:
+
+- :meth:`RolloutEngine.sample`: sampling or greedy decoding without gradients (temperature,
+  top-k/top-p, any `LogitsProcessorList`), returning tokens, mask and per-token log-probs;
+- :meth:`RolloutEngine.differentiable`: free-running decoding whose next input is a soft or
+  straight-through Gumbel-softmax distribution fed through :func:`~hf_seqgan.sampling.soft_embed`;
+  the graph is kept, and decoder hidden states and soft one-hots can be returned;
+- :meth:`RolloutEngine.continue_from`: continuation of given decoder prefixes, N samples each
+  (Monte-Carlo rollouts): every prefix of every row and every sample in one batched decode, the
+  encoder output computed once and expanded.
+
+:meth:`RolloutEngine.score` is the teacher-forced counterpart (log-probs of given sequences, with
+gradients). All modes return one :class:`Rollout` record. Sequences stop at EOS and are padded
+with the pad id after it; ``max_new_tokens`` and ``min_new_tokens`` are respected.
+
+By default the processors that `generate()` would build from ``model.generation_config`` for
+forced BOS/EOS tokens, ``min_length``, n-gram blocking, repetition penalty and suppressed or bad
+words are applied too (``use_generation_config=False`` turns that off), so greedy decoding equals
+``model.generate(do_sample=False)`` token for token.
+
+Examples:
+
+```python
+>>> import torch
+>>> from hf_seqgan.tiny import train_tokenizer, build_tiny_model
+>>> from hf_seqgan.rollout import RolloutEngine
+>>> tok = train_tokenizer(["the cat sat on the mat", "a dog ran far"] * 20, vocab_size=300)
+>>> engine = RolloutEngine(build_tiny_model("bart", tok), tok)
+>>> batch = tok(["the cat sat", "a dog"], return_tensors="pt", padding=True)
+>>> out = engine.sample(**batch, max_new_tokens=5, generator=torch.Generator().manual_seed(0))
+>>> out.sequences.shape, out.logprobs.shape
+(torch.Size([2, 5]), torch.Size([2, 5]))
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from transformers import (
+    ForcedBOSTokenLogitsProcessor,
+    ForcedEOSTokenLogitsProcessor,
+    LogitsProcessorList,
+    MinLengthLogitsProcessor,
+    MinNewTokensLengthLogitsProcessor,
+    NoBadWordsLogitsProcessor,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    SuppressTokensAtBeginLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+from .sampling import gumbel_softmax, soft_embed, unwrap_model
+
+__all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model"]
+
+logger = logging.getLogger(__name__)
+
+# generation_config fields the engine turns into processors; other non-default processor fields
+# are reported once, since sampling here would then differ from generate().
+_HANDLED_GENERATION_FIELDS = (
+    "forced_bos_token_id", "forced_eos_token_id", "min_length", "no_repeat_ngram_size",
+    "repetition_penalty", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens",
+)
+_UNHANDLED_GENERATION_FIELDS = {
+    "encoder_no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0, "sequence_bias": None,
+    "exponential_decay_length_penalty": None, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0, "min_p": None, "guidance_scale": None, "watermarking_config": None,
+}
+
+
+@dataclasses.dataclass
+class Encoded:
+    """The encoder's output for a batch, computed once and shared (``index_select`` to expand)."""
+
+    last_hidden_state: torch.Tensor  # (B, S, H)
+    attention_mask: torch.Tensor  # (B, S)
+
+    @property
+    def batch_size(self) -> int:
+        return self.last_hidden_state.shape[0]
+
+    def select(self, index: torch.Tensor) -> "Encoded":
+        """Rows ``index`` of the batch (repeats allowed): expansion for samples and prefixes."""
+        return Encoded(self.last_hidden_state.index_select(0, index), self.attention_mask.index_select(0, index))
+
+
+@dataclasses.dataclass
+class Rollout:
+    """What a decode produced. ``R`` rows, ``T`` decoder positions (the decoder start excluded).
+
+    Attributes:
+        sequences: `(R, T)` token ids; the pad id after EOS.
+        attention_mask: `(R, T)` 1 for real tokens (EOS included), 0 after.
+        logprobs: `(R, T)` log-probability of each token under the model's own (unprocessed)
+            distribution; 0 at padding. Differentiable in the differentiable and score modes.
+        source_index: `(R,)` which row of the encoder batch each row decodes for.
+        decoder_start_token_id: the id the decoder started from.
+        sample_logprobs: `(R, T)` log-probability under the processed distribution actually sampled
+            from (temperature, top-k, processors), sample and continuation modes only.
+        prefix_lengths: `(R,)` forced prefix length of each row (continuation mode only).
+        logits: `(R, T, V)` raw logits, when asked for (always in differentiable mode).
+        soft_tokens: `(R, T, V)` the (soft or straight-through) one-hots fed back (differentiable mode).
+        hidden_states: tuple of `(R, T, H)` decoder hidden states of the requested layers: the state
+            at position t is the one whose output predicts token t.
+    """
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    logprobs: torch.Tensor
+    source_index: torch.Tensor
+    decoder_start_token_id: int
+    sample_logprobs: Optional[torch.Tensor] = None
+    prefix_lengths: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    soft_tokens: Optional[torch.Tensor] = None
+    hidden_states: Optional[tuple[torch.Tensor, ...]] = None
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """`(R,)` number of real tokens per row (EOS included)."""
+        return self.attention_mask.sum(-1)
+
+    @property
+    def decoder_input_ids(self) -> torch.Tensor:
+        """`(R, T)` the decoder inputs of a teacher-forced pass over ``sequences``."""
+        start = torch.full_like(self.sequences[:, :1], self.decoder_start_token_id)
+        return torch.cat([start, self.sequences[:, :-1]], dim=1)
+
+    def labels(self) -> torch.Tensor:
+        """``sequences`` with -100 at padding: labels for a cross-entropy loss."""
+        return self.sequences.masked_fill(self.attention_mask == 0, -100)
+
+    def sequence_logprobs(self) -> torch.Tensor:
+        """`(R,)` sum of the token log-probs."""
+        return self.logprobs.sum(-1)
+
+
+def check_seq2seq_model(model) -> None:
+    """Raise a `ValueError` unless ``model`` is an encoder–decoder language model (or a tuner-type
+    `PeftModel` around one) that the engine can decode with."""
+    if getattr(model, "active_peft_config", None) is not None and getattr(model.active_peft_config, "is_prompt_learning", False):
+        raise ValueError(
+            f"{type(model).__name__} uses a prompt-learning adapter ({model.active_peft_config.peft_type}); the rollout "
+            "engine supports tuner adapters injected into the model (LoRA, IA3, ...). Use one of those."
+        )
+    base = unwrap_model(model)
+    name = type(base).__name__
+    config = getattr(base, "config", None)
+    if config is None or not getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{name} is not an encoder-decoder model (config.is_encoder_decoder is False). hf_seqgan decodes "
+            "sequence-to-sequence models: load one with AutoModelForSeq2SeqLM (BART, T5, Marian, mBART, Pegasus, ...)."
+        )
+    can_generate = getattr(base, "can_generate", None)
+    if not (callable(can_generate) and can_generate()) or not hasattr(base, "get_encoder"):
+        raise ValueError(
+            f"{name} has no language-modelling head to decode with (is it a classification model?). "
+            "Pass the generator loaded with AutoModelForSeq2SeqLM; classifiers belong in the discriminator slot."
+        )
+
+
+def _as_eos_list(eos) -> list[int]:
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+class RolloutEngine:
+    """Batched, KV-cached decoding of one seq2seq model (see the module docstring).
+
+    Args:
+        model: an encoder–decoder `PreTrainedModel` with a LM head, or a `PeftModel` around one.
+        tokenizer (*optional*): its tokenizer; needed for :meth:`tokenize` and :meth:`decode`, and
+            must have a pad token.
+        use_generation_config (`bool`, defaults to `True`): apply the processors `generate()`
+            builds from ``model.generation_config`` (forced BOS/EOS, ``min_length``, n-gram
+            blocking, repetition penalty, suppressed/bad words).
+    """
+
+    def __init__(self, model, tokenizer=None, *, use_generation_config: bool = True):
+        check_seq2seq_model(model)
+        self.model = model
+        self.base = unwrap_model(model)
+        self.tokenizer = tokenizer
+        config, gen = self.base.config, getattr(self.base, "generation_config", None)
+        if tokenizer is not None and tokenizer.pad_token_id is None:
+            raise ValueError(
+                f"The tokenizer ({type(tokenizer).__name__}) has no pad token, which batched decoding needs. "
+                "Set one, e.g. `tokenizer.pad_token = tokenizer.eos_token`, or add one with "
+                "`tokenizer.add_special_tokens({'pad_token': '<pad>'})` and resize the model's embeddings."
+            )
+
+        def pick(name):
+            value = getattr(gen, name, None) if gen is not None else None
+            return value if value is not None else getattr(config, name, None)
+
+        self.pad_token_id = pick("pad_token_id")
+        if self.pad_token_id is None and tokenizer is not None:
+            self.pad_token_id = tokenizer.pad_token_id
+        if self.pad_token_id is None:
+            raise ValueError(
+                f"{type(self.base).__name__} has no pad_token_id in its config or generation_config; set "
+                "model.generation_config.pad_token_id (or pass a tokenizer with a pad token)."
+            )
+        self.eos_token_ids = _as_eos_list(pick("eos_token_id"))
+        if not self.eos_token_ids and tokenizer is not None and tokenizer.eos_token_id is not None:
+            self.eos_token_ids = [tokenizer.eos_token_id]
+        self.decoder_start_token_id = pick("decoder_start_token_id")
+        if self.decoder_start_token_id is None:
+            raise ValueError(f"{type(self.base).__name__} has no decoder_start_token_id; set model.generation_config.decoder_start_token_id.")
+        self.use_generation_config = use_generation_config
+        if use_generation_config and gen is not None:
+            odd = [k for k, default in _UNHANDLED_GENERATION_FIELDS.items() if getattr(gen, k, default) not in (default, None)]
+            if odd:
+                logger.warning("generation_config sets %s, which the rollout engine does not apply; its samples will differ from generate().", odd)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return next(self.base.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], *, max_length: Optional[int] = None, **kwargs):
+        """Tokenize sources with padding (and truncation to ``max_length``) as tensors on the model's device."""
+        if self.tokenizer is None:
+            raise ValueError("RolloutEngine.tokenize needs the engine to be built with a tokenizer.")
+        enc = self.tokenizer(list(texts), padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt", **kwargs)
+        return enc.to(self.device)
+
+    def decode(self, rollout: Union[Rollout, torch.Tensor], skip_special_tokens: bool = True) -> list[str]:
+        """Texts of a rollout's sequences."""
+        if self.tokenizer is None:
+            raise ValueError("RolloutEngine.decode needs the engine to be built with a tokenizer.")
+        seqs = rollout.sequences if isinstance(rollout, Rollout) else rollout
+        return self.tokenizer.batch_decode(seqs, skip_special_tokens=skip_special_tokens)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> Encoded:
+        """Run the encoder once (with gradients unless called under `torch.no_grad`)."""
+        if input_ids is None or input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be a (batch, length) tensor, got {None if input_ids is None else tuple(input_ids.shape)}.")
+        if attention_mask is None:
+            attention_mask = (input_ids != self.pad_token_id).long()
+        out = self.base.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return Encoded(out.last_hidden_state, attention_mask)
+
+    def _encoded(self, input_ids, attention_mask, encoded: Optional[Encoded]) -> Encoded:
+        if encoded is not None:
+            return encoded
+        return self.encode(input_ids, attention_mask)
+
+    def _check_cache_usable(self) -> None:
+        checkpointing = getattr(self.base, "is_activation_checkpointing", None)
+        if checkpointing is None:
+            checkpointing = getattr(self.base, "is_gradient_checkpointing", False)
+        if checkpointing and self.base.training:
+            raise ValueError(
+                "Gradient checkpointing is on and the model is in training mode: transformers then drops the KV "
+                "cache, and cached step-by-step decoding would be wrong. Call model.gradient_checkpointing_disable() "
+                "(or put the model in eval mode for sampling without gradients)."
+            )
+
+    def _processors(self, steps: int, min_new_tokens: int, user: Optional[LogitsProcessorList], warpers: list) -> LogitsProcessorList:
+        procs = LogitsProcessorList()
+        gen = getattr(self.base, "generation_config", None)
+        eos = self.eos_token_ids
+        if self.use_generation_config and gen is not None:
+            if getattr(gen, "min_length", 0) and eos:
+                procs.append(MinLengthLogitsProcessor(gen.min_length, eos))
+            if getattr(gen, "no_repeat_ngram_size", 0):
+                procs.append(NoRepeatNGramLogitsProcessor(gen.no_repeat_ngram_size))
+            if getattr(gen, "repetition_penalty", 1.0) not in (None, 1.0):
+                procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
+            if getattr(gen, "bad_words_ids", None):
+                procs.append(NoBadWordsLogitsProcessor(gen.bad_words_ids, eos))
+            if getattr(gen, "forced_bos_token_id", None) is not None:
+                procs.append(ForcedBOSTokenLogitsProcessor(gen.forced_bos_token_id))
+            if getattr(gen, "forced_eos_token_id", None) is not None:
+                procs.append(ForcedEOSTokenLogitsProcessor(steps + 1, gen.forced_eos_token_id))
+            if getattr(gen, "begin_suppress_tokens", None):
+                procs.append(SuppressTokensAtBeginLogitsProcessor(gen.begin_suppress_tokens, 1))
+            if getattr(gen, "suppress_tokens", None):
+                procs.append(SuppressTokensLogitsProcessor(gen.suppress_tokens))
+        if min_new_tokens and eos:
+            procs.append(MinNewTokensLengthLogitsProcessor(1, min_new_tokens, eos))
+        if user:
+            procs.extend(user)
+        procs.extend(warpers)
+        return procs
+
+    # ------------------------------------------------------------------ the loop
+    def _decode(
+        self,
+        enc: Encoded,
+        *,
+        steps: int,
+        processors: LogitsProcessorList,
+        choose: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]],
+        source_index: torch.Tensor,
+        forced: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        differentiable: bool = False,
+        hidden_layers: Optional[Sequence[int]] = None,
+        output_logits: bool = False,
+        sample_logprobs: bool = False,
+    ) -> Rollout:
+        """One cached decode of ``enc.batch_size`` rows for at most ``steps`` tokens.
+
+        ``choose(scores) -> (tokens, soft)`` picks the next token from the processed scores (and,
+        in the differentiable mode, the distribution fed back). ``forced = (tokens, lengths)``
+        overrides the choice with ``tokens[:, t]`` while ``t < lengths``.
+        """
+        self._check_cache_usable()
+        rows, device = enc.batch_size, enc.last_hidden_state.device
+        cfg = self.base.config
+        cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
+        encoder_outputs = BaseModelOutput(last_hidden_state=enc.last_hidden_state)
+        eos = torch.tensor(self.eos_token_ids, device=device, dtype=torch.long)
+        history = torch.full((rows, steps + 1), self.pad_token_id, dtype=torch.long, device=device)  # (R, 1+T)
+        history[:, 0] = self.decoder_start_token_id
+        unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+        masks, token_logps, sampled_logps, logits_out, softs, hiddens = [], [], [], [], [], []
+        pad_one_hot = None
+        step_input: dict = {"decoder_input_ids": history[:, :1]}
+        for t in range(steps):
+            out = self.model(
+                encoder_outputs=encoder_outputs, attention_mask=enc.attention_mask, past_key_values=cache,
+                use_cache=True, output_hidden_states=hidden_layers is not None, return_dict=True, **step_input,
+            )
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :]  # (R, V)
+            logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
+            scores = processors(history[:, : t + 1], logits) if processors else logits
+            tokens, soft = choose(scores)
+            if forced is not None:
+                forced_tokens, forced_lengths = forced
+                if t < forced_tokens.shape[1]:
+                    tokens = torch.where(t < forced_lengths, forced_tokens[:, t], tokens)
+            tokens = torch.where(unfinished, tokens, self.pad_token_id)  # (R,)
+            keep = unfinished.to(logp.dtype)
+            masks.append(unfinished.long())
+            token_logps.append(logp.gather(-1, tokens[:, None]).squeeze(-1) * keep)
+            if sample_logprobs:
+                slogp = torch.log_softmax(scores.float(), dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+                sampled_logps.append(torch.where(unfinished, slogp, torch.zeros_like(slogp)))
+            if output_logits:
+                logits_out.append(logits)
+            if hidden_layers is not None:
+                states = out.decoder_hidden_states
+                hiddens.append([states[i][:, -1, :] for i in hidden_layers])
+            history[:, t + 1] = tokens
+            if differentiable:
+                if pad_one_hot is None:
+                    pad_one_hot = torch.zeros_like(soft[:1]).index_fill_(-1, torch.tensor([self.pad_token_id], device=device), 1.0)
+                soft = torch.where(unfinished[:, None], soft, pad_one_hot)  # (R, V)
+                softs.append(soft)
+                step_input = {"decoder_inputs_embeds": soft_embed(self.model, soft[:, None, :])}  # (R, 1, H)
+            else:
+                step_input = {"decoder_input_ids": tokens[:, None]}
+            if eos.numel():
+                unfinished = unfinished & ~torch.isin(tokens, eos)
+            if not bool(unfinished.any()):
+                break
+        n = len(masks)
+        return Rollout(
+            sequences=history[:, 1 : n + 1].clone(),
+            attention_mask=torch.stack(masks, dim=1),
+            logprobs=torch.stack(token_logps, dim=1),
+            source_index=source_index,
+            decoder_start_token_id=int(self.decoder_start_token_id),
+            sample_logprobs=torch.stack(sampled_logps, dim=1) if sample_logprobs else None,
+            prefix_lengths=forced[1] if forced is not None else None,
+            logits=torch.stack(logits_out, dim=1) if output_logits else None,
+            soft_tokens=torch.stack(softs, dim=1) if differentiable else None,
+            hidden_states=tuple(torch.stack([h[i] for h in hiddens], dim=1) for i in range(len(hidden_layers))) if hidden_layers is not None else None,
+        )
+
+    def _sampling_setup(self, do_sample, temperature, top_k, top_p, generator):
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}; for argmax decoding pass do_sample=False.")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"top_k must be a non-negative integer (0 = off), got {top_k!r}.")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+        warpers = []
+        if do_sample:
+            if temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(float(temperature)))
+            if top_k:
+                warpers.append(TopKLogitsWarper(top_k))
+            if top_p is not None and top_p < 1.0:
+                warpers.append(TopPLogitsWarper(top_p))
+
+        def choose(scores):
+            if not do_sample:
+                return scores.argmax(dim=-1), None
+            probs = torch.softmax(scores.float(), dim=-1)
+            return torch.multinomial(probs, 1, generator=generator).squeeze(1), None
+
+        return warpers, choose
+
+    def _steps(self, max_new_tokens) -> int:
+        if max_new_tokens is None:
+            gen = getattr(self.base, "generation_config", None)
+            max_new_tokens = getattr(gen, "max_new_tokens", None)
+            if max_new_tokens is None:
+                raise ValueError("Pass max_new_tokens (or set model.generation_config.max_new_tokens).")
+        return _positive_int(max_new_tokens, "max_new_tokens")
+
+    @staticmethod
+    def _check_min(min_new_tokens, steps) -> int:
+        if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
+            raise ValueError(f"min_new_tokens must be a non-negative integer, got {min_new_tokens!r}.")
+        if min_new_tokens > steps:
+            raise ValueError(f"min_new_tokens={min_new_tokens} exceeds max_new_tokens={steps}.")
+        return min_new_tokens
+
+    def _expand(self, enc: Encoded, num_samples) -> tuple[Encoded, torch.Tensor]:
+        num_samples = _positive_int(num_samples, "num_samples")
+        index = torch.arange(enc.batch_size, device=enc.last_hidden_state.device).repeat_interleave(num_samples)
+        return (enc if num_samples == 1 else enc.select(index)), index
+
+    # ------------------------------------------------------------------ public modes
+    @torch.no_grad()
+    def sample(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        *,
+        encoded: Optional[Encoded] = None,
+        max_new_tokens: Optional[int] = None,
+        min_new_tokens: int = 0,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        logits_processor: Optional[LogitsProcessorList] = None,
+        num_samples: int = 1,
+        generator: Optional[torch.Generator] = None,
+        output_hidden_states: bool = False,
+        hidden_layers: Sequence[int] = (-1,),
+        output_logits: bool = False,
+    ) -> Rollout:
+        """Sample (or, with ``do_sample=False``, greedily decode) without gradients.
+
+        Args:
+            input_ids, attention_mask: the source batch `(B, S)`; or ``encoded`` from :meth:`encode`.
+            max_new_tokens (`int`): the most tokens to generate per row.
+            min_new_tokens (`int`, defaults to 0): EOS is blocked before this many tokens.
+            do_sample (`bool`, defaults to `True`): sample, or take the argmax.
+            temperature, top_k, top_p: the usual warpers, applied after ``logits_processor``.
+            logits_processor (`LogitsProcessorList`, *optional*): any processors, called with the
+                decoder ids so far `(R, 1 + t)` (decoder start included) and the scores `(R, V)`.
+            num_samples (`int`, defaults to 1): samples per source; rows are ordered source-major.
+            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            output_hidden_states, hidden_layers: return decoder hidden states of these layers
+                (indices into the model's ``decoder_hidden_states``; -1 is the last layer).
+            output_logits (`bool`): return the raw logits `(R, T, V)`.
+        """
+        steps = self._steps(max_new_tokens)
+        min_new_tokens = self._check_min(min_new_tokens, steps)
+        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
+        enc, index = self._expand(self._encoded(input_ids, attention_mask, encoded), num_samples)
+        return self._decode(
+            enc, steps=steps, processors=self._processors(steps, min_new_tokens, logits_processor, warpers), choose=choose,
+            source_index=index, hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
+            output_logits=output_logits, sample_logprobs=True,
+        )
+
+    def differentiable(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        *,
+        encoded: Optional[Encoded] = None,
+        max_new_tokens: Optional[int] = None,
+        min_new_tokens: int = 0,
+        tau: float = 1.0,
+        hard: bool = True,
+        noise: bool = True,
+        logits_processor: Optional[LogitsProcessorList] = None,
+        num_samples: int = 1,
+        generator: Optional[torch.Generator] = None,
+        output_hidden_states: bool = False,
+        hidden_layers: Sequence[int] = (-1,),
+    ) -> Rollout:
+        """Free-running decoding that keeps the graph (Gumbel-softmax inputs, Jang et al. 2017).
+
+        Each step's distribution ``gumbel_softmax(scores, tau, hard=hard, noise=noise)`` is fed back
+        through :func:`~hf_seqgan.sampling.soft_embed`; the emitted token is its argmax. With
+        ``hard=True`` (straight-through) the forward pass sees exact one-hots, so the logits equal a
+        teacher-forced pass over the emitted tokens; ``noise=False`` makes it greedy.
+
+        Returns a :class:`Rollout` with ``logits``, ``soft_tokens`` and ``logprobs`` in the graph
+        (and ``hidden_states`` if asked). Memory grows with the length: the cache and every step's
+        activations are kept for backward. Call it with the encoder in the graph (no ``encoded``
+        computed under `no_grad`) for gradients to reach the encoder.
+        """
+        steps = self._steps(max_new_tokens)
+        min_new_tokens = self._check_min(min_new_tokens, steps)
+        if not isinstance(tau, (int, float)) or not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau!r}.")
+        enc, index = self._expand(self._encoded(input_ids, attention_mask, encoded), num_samples)
+
+        def choose(scores):
+            soft = gumbel_softmax(scores, float(tau), hard=hard, noise=noise, generator=generator)  # (R, V)
+            return soft.argmax(dim=-1), soft
+
+        return self._decode(
+            enc, steps=steps, processors=self._processors(steps, min_new_tokens, logits_processor, []), choose=choose,
+            source_index=index, differentiable=True, output_logits=True,
+            hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
+        )
+
+    @torch.no_grad()
+    def continue_from(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        *,
+        prefixes: torch.Tensor,
+        prefix_lengths: Optional[torch.Tensor] = None,
+        encoded: Optional[Encoded] = None,
+        max_length: Optional[int] = None,
+        num_samples: int = 1,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        logits_processor: Optional[LogitsProcessorList] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Rollout:
+        """Complete decoder prefixes ``num_samples`` times each, all in one batched decode
+        (Monte-Carlo rollouts, Yu et al. 2017, https://arxiv.org/abs/1609.05473).
+
+        Args:
+            prefixes (`torch.Tensor`): `(B, P)` decoder tokens (no decoder start), one row per source,
+                e.g. ``rollout.sequences``.
+            prefix_lengths (`torch.Tensor`, *optional*): `(K,)` or `(B, K)` prefix lengths to continue
+                from, each in ``[0, P]``; defaults to every length ``1..P``.
+            max_length (`int`): the most tokens of a full sequence (prefix included); defaults to P.
+            num_samples (`int`): completions per prefix.
+
+        Returns:
+            A :class:`Rollout` of ``B * K * num_samples`` rows ordered (source, prefix, sample), with
+            ``source_index`` and ``prefix_lengths`` per row. The forced tokens are copied, so a row
+            whose prefix holds an EOS ends there.
+        """
+        if prefixes.dim() != 2:
+            raise ValueError(f"prefixes must be (batch, length), got shape {tuple(prefixes.shape)}.")
+        enc = self._encoded(input_ids, attention_mask, encoded)
+        batch, plen = prefixes.shape
+        if batch != enc.batch_size:
+            raise ValueError(f"prefixes has {batch} rows but the source batch has {enc.batch_size}.")
+        num_samples = _positive_int(num_samples, "num_samples")
+        steps = _positive_int(max_length if max_length is not None else plen, "max_length")
+        device = prefixes.device
+        if prefix_lengths is None:
+            prefix_lengths = torch.arange(1, plen + 1, device=device)
+        prefix_lengths = torch.as_tensor(prefix_lengths, device=device, dtype=torch.long)
+        if prefix_lengths.dim() == 1:
+            prefix_lengths = prefix_lengths.expand(batch, -1)
+        if prefix_lengths.shape[0] != batch or prefix_lengths.dim() != 2:
+            raise ValueError(f"prefix_lengths must be (K,) or ({batch}, K), got shape {tuple(prefix_lengths.shape)}.")
+        if prefix_lengths.numel() and (int(prefix_lengths.min()) < 0 or int(prefix_lengths.max()) > min(plen, steps)):
+            raise ValueError(f"prefix_lengths must lie in [0, {min(plen, steps)}] (prefix width and max_length).")
+        k = prefix_lengths.shape[1]
+        source_index = torch.arange(batch, device=device).repeat_interleave(k * num_samples)  # (B*K*N,)
+        lengths = prefix_lengths.repeat_interleave(num_samples, dim=1).reshape(-1)  # (B*K*N,)
+        forced_tokens = prefixes.index_select(0, source_index)  # (R, P)
+        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
+        return self._decode(
+            enc.select(source_index), steps=steps, processors=self._processors(steps, 0, logits_processor, warpers),
+            choose=choose, source_index=source_index, forced=(forced_tokens, lengths), sample_logprobs=True,
+        )
+
+    def score(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        *,
+        sequences: torch.Tensor,
+        sequence_mask: Optional[torch.Tensor] = None,
+        encoded: Optional[Encoded] = None,
+        source_index: Optional[torch.Tensor] = None,
+        output_hidden_states: bool = False,
+        hidden_layers: Sequence[int] = (-1,),
+        output_logits: bool = False,
+    ) -> Rollout:
+        """Teacher-forced log-probs of given decoder ``sequences`` `(R, T)` (with gradients).
+
+        ``source_index`` `(R,)` maps rows to the source batch (e.g. ``rollout.source_index``);
+        ``sequence_mask`` defaults to the real tokens up to and including the first EOS.
+        """
+        enc = self._encoded(input_ids, attention_mask, encoded)
+        rows = sequences.shape[0]
+        if source_index is None:
+            if rows != enc.batch_size:
+                raise ValueError(f"{rows} sequences for {enc.batch_size} sources: pass source_index.")
+            source_index = torch.arange(rows, device=sequences.device)
+        else:
+            enc = enc.select(source_index)
+        if sequence_mask is None:
+            is_eos = torch.isin(sequences, torch.tensor(self.eos_token_ids, device=sequences.device))
+            before = (is_eos.long().cumsum(-1) - is_eos.long()) == 0  # up to and including the first EOS
+            sequence_mask = before.long()
+        start = torch.full_like(sequences[:, :1], self.decoder_start_token_id)
+        decoder_input_ids = torch.cat([start, sequences[:, :-1]], dim=1)
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc.last_hidden_state), attention_mask=enc.attention_mask,
+            decoder_input_ids=decoder_input_ids, use_cache=False, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logp = torch.log_softmax(out.logits.float(), dim=-1)  # (R, T, V)
+        token_logp = logp.gather(-1, sequences.clamp_min(0)[..., None]).squeeze(-1) * sequence_mask
+        hidden = tuple(out.decoder_hidden_states[i] for i in hidden_layers) if output_hidden_states else None
+        return Rollout(
+            sequences=sequences, attention_mask=sequence_mask.long(), logprobs=token_logp, source_index=source_index,
+            decoder_start_token_id=int(self.decoder_start_token_id), logits=out.logits if output_logits else None,
+            hidden_states=hidden,
+        )

@@ -1,0 +1,117 @@
+"""Gumbel noise, Gumbel-softmax, and soft token distributions -> model input embeddings.
+
+- :func:`gumbel_noise` draws standard Gumbel noise, seedable with a `torch.Generator`.
+- :func:`gumbel_max_sample` draws exact samples from ``softmax(logits)`` by ``argmax(logits + g)``.
+- :func:`gumbel_softmax` is the Gumbel-softmax relaxation (Jang et al. 2017,
+  https://arxiv.org/abs/1611.01144; Maddison et al. 2017), soft or straight-through hard.
+- :func:`soft_embed` turns a distribution over the vocabulary into the ``inputs_embeds`` /
+  ``decoder_inputs_embeds`` a seq2seq model expects, with each family's embedding scale handled:
+  BART and mBART scale inside their embedding module (not applied to ``inputs_embeds``, so it is
+  applied here), Marian and Pegasus scale ``inputs_embeds`` inside the encoder/decoder (not applied
+  here), T5 has no input scale. With a one-hot distribution the result equals the model's own
+  embedding lookup, which is what the tests check for every family.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding"]
+
+
+def gumbel_noise(shape, *, generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard Gumbel(0, 1) noise of ``shape``: ``-log(E)`` with ``E ~ Exp(1)``."""
+    exp = torch.empty(shape, device=device, dtype=dtype).exponential_(generator=generator)
+    return -torch.log(exp.clamp_min(torch.finfo(dtype).tiny))
+
+
+def gumbel_max_sample(logits: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Exact samples from ``softmax(logits)`` over the last dimension (Gumbel-max trick)."""
+    g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    return (logits.float() + g).argmax(dim=-1)
+
+
+def gumbel_softmax(
+    logits: torch.Tensor,
+    tau: float = 1.0,
+    *,
+    hard: bool = False,
+    noise: bool = True,
+    generator: Optional[torch.Generator] = None,
+    dim: int = -1,
+) -> torch.Tensor:
+    """Gumbel-softmax ``softmax((logits + g) / tau)``.
+
+    Args:
+        logits (`torch.Tensor`): unnormalised scores, e.g. `(B, V)`.
+        tau (`float`, defaults to 1.0): temperature, > 0. Low values approach one-hot samples.
+        hard (`bool`, defaults to `False`): straight-through: the forward value is the one-hot of the
+            argmax, the gradient is that of the soft sample.
+        noise (`bool`, defaults to `True`): add Gumbel noise; without it this is a tempered softmax
+            (with ``hard=True``: straight-through greedy).
+        generator (`torch.Generator`, *optional*): for reproducible noise.
+    """
+    if not tau > 0:
+        raise ValueError(f"gumbel_softmax needs tau > 0, got {tau}; for argmax use hard=True with a small tau.")
+    scores = logits.float()
+    if noise:
+        scores = scores + gumbel_noise(scores.shape, generator=generator, device=scores.device)
+    soft = torch.softmax(scores / tau, dim=dim)  # (..., V)
+    if not hard:
+        return soft.to(logits.dtype)
+    index = soft.argmax(dim=dim, keepdim=True)
+    one_hot = torch.zeros_like(soft).scatter_(dim, index, 1.0)
+    return (one_hot - soft.detach() + soft).to(logits.dtype)
+
+
+def unwrap_model(model):
+    """The transformers model inside a `PeftModel` (tuner adapters such as LoRA are injected in
+    place, so calling it runs the adapters), or ``model`` itself."""
+    get_base = getattr(model, "get_base_model", None)
+    if get_base is not None and type(model).__module__.startswith("peft"):
+        return get_base()
+    return model
+
+
+def input_embedding(model, side: str = "decoder") -> torch.nn.Embedding:
+    """The token embedding that feeds the ``side`` ("encoder" or "decoder") of a seq2seq model."""
+    if side not in ("encoder", "decoder"):
+        raise ValueError(f"side must be 'encoder' or 'decoder', got {side!r}.")
+    base = unwrap_model(model)
+    stack = base.get_decoder() if side == "decoder" else base.get_encoder()
+    embed = getattr(stack, "embed_tokens", None)
+    if embed is None:
+        embed = base.get_input_embeddings()
+    return embed
+
+
+def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Tensor:
+    """Embeddings ``probs @ E`` for a distribution over the vocabulary, ready to pass as
+    ``decoder_inputs_embeds`` (``side="decoder"``) or ``inputs_embeds`` (``side="encoder"``).
+
+    Args:
+        model: a seq2seq `PreTrainedModel` or a `PeftModel` around one.
+        probs (`torch.Tensor`): `(..., V)` with V the model's embedding rows (soft or one-hot).
+        side (`str`): which stack the embeddings feed.
+
+    Returns:
+        `torch.Tensor` of shape `(..., d_model)`, differentiable in ``probs`` and in the embedding.
+    """
+    embed = input_embedding(model, side)
+    weight = embed.weight  # (V, H)
+    if probs.shape[-1] != weight.shape[0]:
+        raise ValueError(
+            f"soft_embed: the distribution's last dimension is {probs.shape[-1]} but the model's {side} "
+            f"embedding has {weight.shape[0]} rows; pass probabilities over the model's full vocabulary "
+            f"(config.vocab_size={getattr(unwrap_model(model).config, 'vocab_size', '?')}), e.g. pad them with zeros."
+        )
+    out = probs.to(weight.dtype) @ weight  # (..., H)
+    # A scale kept inside the embedding module (BART/mBART) is not applied to inputs_embeds by the
+    # model; a scale kept by the encoder/decoder itself (Marian, Pegasus) is.
+    scale = getattr(embed, "embed_scale", None)
+    if scale is not None:
+        out = out * (scale.to(out.dtype) if torch.is_tensor(scale) else scale)
+    return out
