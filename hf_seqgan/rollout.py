@@ -323,8 +323,8 @@ class RolloutEngine:
         """One cached decode of ``enc.batch_size`` rows for at most ``steps`` tokens.
 
         ``choose(scores) -> (tokens, soft)`` picks the next token from the processed scores (and,
-        in the differentiable mode, the distribution fed back). ``forced = (tokens, lengths)``
-        overrides the choice with ``tokens[:, t]`` while ``t < lengths``.
+        in the differentiable mode, the distribution fed back). ``forced = (tokens, mask)``, both
+        `(R, W)`, overrides the choice with ``tokens[:, t]`` where ``mask[:, t]`` is true.
         """
         self._check_cache_usable()
         rows, device = enc.batch_size, enc.last_hidden_state.device
@@ -348,10 +348,8 @@ class RolloutEngine:
             logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
             scores = processors(history[:, : t + 1], logits) if processors else logits
             tokens, soft = choose(scores)
-            if forced is not None:
-                forced_tokens, forced_lengths = forced
-                if t < forced_tokens.shape[1]:
-                    tokens = torch.where(t < forced_lengths, forced_tokens[:, t], tokens)
+            if forced is not None and t < forced[0].shape[1]:
+                tokens = torch.where(forced[1][:, t], forced[0][:, t], tokens)
             tokens = torch.where(unfinished, tokens, self.pad_token_id)  # (R,)
             keep = unfinished.to(logp.dtype)
             masks.append(unfinished.long())
@@ -385,7 +383,6 @@ class RolloutEngine:
             source_index=source_index,
             decoder_start_token_id=int(self.decoder_start_token_id),
             sample_logprobs=torch.stack(sampled_logps, dim=1) if sample_logprobs else None,
-            prefix_lengths=forced[1] if forced is not None else None,
             logits=torch.stack(logits_out, dim=1) if output_logits else None,
             soft_tokens=torch.stack(softs, dim=1) if differentiable else None,
             hidden_states=tuple(torch.stack([h[i] for h in hiddens], dim=1) for i in range(len(hidden_layers))) if hidden_layers is not None else None,
@@ -456,6 +453,8 @@ class RolloutEngine:
         output_hidden_states: bool = False,
         hidden_layers: Sequence[int] = (-1,),
         output_logits: bool = False,
+        forced_tokens: Optional[torch.Tensor] = None,
+        forced_mask: Optional[torch.Tensor] = None,
     ) -> Rollout:
         """Sample (or, with ``do_sample=False``, greedily decode) without gradients.
 
@@ -472,15 +471,27 @@ class RolloutEngine:
             output_hidden_states, hidden_layers: return decoder hidden states of these layers
                 (indices into the model's ``decoder_hidden_states``; -1 is the last layer).
             output_logits (`bool`): return the raw logits `(R, T, V)`.
+            forced_tokens, forced_mask (*optional*): `(R, W)` tokens and a boolean mask: where the
+                mask is true, position t takes ``forced_tokens[:, t]`` instead of the model's choice
+                and the decode continues from it (e.g. scheduled sampling's gold-token coin flips;
+                prefixes are :meth:`continue_from`). Rows are the expanded rows (``num_samples``).
         """
         steps = self._steps(max_new_tokens)
         min_new_tokens = self._check_min(min_new_tokens, steps)
         warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
         enc, index = self._expand(self._encoded(input_ids, attention_mask, encoded), num_samples)
+        forced = None
+        if forced_tokens is not None or forced_mask is not None:
+            if forced_tokens is None or forced_mask is None or forced_tokens.shape != forced_mask.shape or forced_tokens.shape[0] != enc.batch_size:
+                raise ValueError(
+                    f"forced_tokens and forced_mask must both be given with shape ({enc.batch_size}, W); got "
+                    f"{None if forced_tokens is None else tuple(forced_tokens.shape)} and {None if forced_mask is None else tuple(forced_mask.shape)}."
+                )
+            forced = (forced_tokens.long(), forced_mask.bool())
         return self._decode(
             enc, steps=steps, processors=self._processors(steps, min_new_tokens, logits_processor, warpers), choose=choose,
             source_index=index, hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
-            output_logits=output_logits, sample_logprobs=True,
+            output_logits=output_logits, sample_logprobs=True, forced=forced,
         )
 
     def differentiable(
@@ -584,11 +595,14 @@ class RolloutEngine:
         source_index = torch.arange(batch, device=device).repeat_interleave(k * num_samples)  # (B*K*N,)
         lengths = prefix_lengths.repeat_interleave(num_samples, dim=1).reshape(-1)  # (B*K*N,)
         forced_tokens = prefixes.index_select(0, source_index)  # (R, P)
+        forced_mask = torch.arange(plen, device=device)[None, :] < lengths[:, None]  # (R, P)
         warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
-        return self._decode(
+        rollout = self._decode(
             enc.select(source_index), steps=steps, processors=self._processors(steps, 0, logits_processor, warpers),
-            choose=choose, source_index=source_index, forced=(forced_tokens, lengths), sample_logprobs=True,
+            choose=choose, source_index=source_index, forced=(forced_tokens, forced_mask), sample_logprobs=True,
         )
+        rollout.prefix_lengths = lengths
+        return rollout
 
     def score(
         self,
