@@ -337,7 +337,7 @@ class RolloutEngine:
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
         masks, token_logps, sampled_logps, logits_out, softs, hiddens = [], [], [], [], [], []
         pad_one_hot = None
-        step_input: dict = {"decoder_input_ids": history[:, :1]}
+        step_input: dict = {"decoder_input_ids": history[:, :1].clone()}
         for t in range(steps):
             out = self.model(
                 encoder_outputs=encoder_outputs, attention_mask=enc.attention_mask, past_key_values=cache,

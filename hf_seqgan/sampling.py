@@ -7,17 +7,19 @@
 - :func:`soft_embed` turns a distribution over the vocabulary into the ``inputs_embeds`` /
   ``decoder_inputs_embeds`` a seq2seq model expects, with each family's embedding scale handled:
   BART and mBART scale inside their embedding module (not applied to ``inputs_embeds``, so it is
-  applied here), Marian and Pegasus scale ``inputs_embeds`` inside the encoder/decoder (not applied
-  here), T5 has no input scale. With a one-hot distribution the result equals the model's own
-  embedding lookup, which is what the tests check for every family.
+  applied here), Pegasus and Marian's decoder scale ``inputs_embeds`` themselves (not applied
+  here), Marian's encoder scales only looked-up ids (applied here), T5 has no input scale. The
+  factor is determined once per encoder/decoder by checking which candidate reproduces the ids
+  path, so families not listed here are handled too. With a one-hot distribution the model's
+  outputs equal those for the token ids, which the tests check for every family.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding"]
 
@@ -88,9 +90,60 @@ def input_embedding(model, side: str = "decoder") -> torch.nn.Embedding:
     return embed
 
 
+_SCALE_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, float]" = weakref.WeakKeyDictionary()
+
+
+def _inputs_embeds_scale(stack: torch.nn.Module, embed: torch.nn.Module) -> float:
+    """The factor by which raw embedding rows must be multiplied so that ``inputs_embeds`` gives the
+    same result as ``input_ids`` in ``stack`` (an encoder or decoder).
+
+    Families differ, and even the two stacks of one model can (Marian's encoder scales only looked-up
+    ids, its decoder scales ``inputs_embeds`` too), so the factor is found once per stack by trying
+    the candidate scales on a two-token input, and cached.
+    """
+    if stack in _SCALE_CACHE:
+        return _SCALE_CACHE[stack]
+    candidates = [1.0]
+    for owner in (embed, stack):
+        scale = getattr(owner, "embed_scale", None)
+        if scale is not None:
+            scale = float(scale)
+            if all(abs(scale - c) > 1e-12 for c in candidates):
+                candidates.append(scale)
+    if len(candidates) == 1:
+        _SCALE_CACHE[stack] = 1.0
+        return 1.0
+    weight = embed.weight
+    ids = torch.tensor([[min(5, weight.shape[0] - 1), weight.shape[0] - 1]], device=weight.device)
+    was_training = stack.training
+    stack.eval()
+    try:
+        with torch.no_grad():
+            ref = stack(input_ids=ids, return_dict=True).last_hidden_state
+            found = None
+            for scale in candidates:
+                out = stack(inputs_embeds=weight[ids] * scale, return_dict=True).last_hidden_state
+                if torch.allclose(out, ref, rtol=1e-4, atol=1e-5):
+                    found = scale
+                    break
+    finally:
+        stack.train(was_training)
+    if found is None:
+        raise RuntimeError(
+            f"soft_embed could not determine how {type(stack).__name__} scales inputs_embeds (tried {candidates}); "
+            "this model family is not supported by soft inputs yet."
+        )
+    _SCALE_CACHE[stack] = found
+    return found
+
+
 def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Tensor:
     """Embeddings ``probs @ E`` for a distribution over the vocabulary, ready to pass as
     ``decoder_inputs_embeds`` (``side="decoder"``) or ``inputs_embeds`` (``side="encoder"``).
+
+    The family's embedding scale is applied where the model itself would not apply it to input
+    embeddings (found once per encoder/decoder and cached), so one-hot inputs reproduce the token
+    ids' outputs exactly.
 
     Args:
         model: a seq2seq `PreTrainedModel` or a `PeftModel` around one.
@@ -108,10 +161,8 @@ def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Te
             f"embedding has {weight.shape[0]} rows; pass probabilities over the model's full vocabulary "
             f"(config.vocab_size={getattr(unwrap_model(model).config, 'vocab_size', '?')}), e.g. pad them with zeros."
         )
+    base = unwrap_model(model)
+    stack = base.get_decoder() if side == "decoder" else base.get_encoder()
+    scale = _inputs_embeds_scale(stack, embed)
     out = probs.to(weight.dtype) @ weight  # (..., H)
-    # A scale kept inside the embedding module (BART/mBART) is not applied to inputs_embeds by the
-    # model; a scale kept by the encoder/decoder itself (Marian, Pegasus) is.
-    scale = getattr(embed, "embed_scale", None)
-    if scale is not None:
-        out = out * (scale.to(out.dtype) if torch.is_tensor(scale) else scale)
-    return out
+    return out * scale if scale != 1.0 else out

@@ -68,7 +68,7 @@ def tokenizer(corpus):
     return train_tokenizer(texts, vocab_size=400)
 
 
-def _warm_up(model, tokenizer, pairs, steps=40, lr=1e-2, seed=0):
+def _warm_up(model, tokenizer, pairs, steps=100, lr=1e-2, seed=0):
     """A few teacher-forced steps so the tiny model produces varied, EOS-terminated outputs."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,0 +1,256 @@
+import copy
+
+import pytest
+import torch
+from transformers import (
+    BartConfig,
+    BartForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LogitsProcessorList,
+    SuppressTokensLogitsProcessor,
+)
+
+from hf_seqgan.rollout import RolloutEngine
+from hf_seqgan.sampling import soft_embed
+from tests.conftest import FAMILIES
+
+MAX_NEW = 14
+
+
+def _teacher_forced_logits(model, batch, sequences, start_id):
+    """An independent reference: one plain forward pass over start + sequences[:-1]."""
+    dec_in = torch.cat([torch.full_like(sequences[:, :1], start_id), sequences[:, :-1]], dim=1)
+    return model(**batch, decoder_input_ids=dec_in).logits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_equals_generate_and_logprobs_equal_teacher_forcing(family, make_model, tokenizer, source_batch):
+    model = make_model(family)
+    engine = RolloutEngine(model, tokenizer)
+    with torch.no_grad():
+        ref = model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    assert torch.equal(out.sequences, ref[:, 1:]), (out.sequences, ref)
+    # the kit's warm models stop at EOS before the limit on some rows: padding after EOS is exercised
+    assert (out.lengths < out.sequences.shape[1]).any() or out.sequences.shape[1] < MAX_NEW
+    eos = tokenizer.eos_token_id
+    for row, mask in zip(out.sequences, out.attention_mask):
+        n = int(mask.sum())
+        assert (row[n:] == tokenizer.pad_token_id).all()
+        assert (row[: n - 1] != eos).all()
+    with torch.no_grad():
+        logits = _teacher_forced_logits(model, source_batch, out.sequences, engine.decoder_start_token_id)
+    tf = torch.log_softmax(logits, -1).gather(-1, out.sequences[..., None]).squeeze(-1) * out.attention_mask
+    assert torch.allclose(out.logprobs, tf, atol=1e-5), (out.logprobs - tf).abs().max()
+    # greedy: the processed distribution is the model's, so both log-prob views agree, except where
+    # a generation-config processor forces a token (mBART's language code: probability 1)
+    first = 1 if model.generation_config.forced_bos_token_id is not None else 0
+    if first:
+        assert (out.sequences[:, 0] == model.generation_config.forced_bos_token_id).all()
+        assert torch.allclose(out.sample_logprobs[:, 0], torch.zeros(4))
+    assert torch.allclose(out.sample_logprobs[:, first:], out.logprobs[:, first:], atol=1e-5)
+    # the engine's own teacher-forced scorer agrees too
+    scored = engine.score(**source_batch, sequences=out.sequences)
+    assert torch.allclose(scored.logprobs, tf, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_straight_through_decode_matches_teacher_forcing_and_backpropagates(family, make_model, tokenizer, source_batch):
+    model = make_model(family)
+    engine = RolloutEngine(model, tokenizer)
+    out = engine.differentiable(
+        **source_batch, max_new_tokens=10, tau=0.8, hard=True, generator=torch.Generator().manual_seed(0), output_hidden_states=True
+    )
+    assert out.logits.requires_grad and out.soft_tokens.requires_grad
+    assert torch.equal(out.soft_tokens.detach().argmax(-1), out.sequences)
+    ref = _teacher_forced_logits(model, source_batch, out.sequences, engine.decoder_start_token_id)
+    mask = out.attention_mask.bool()
+    assert torch.allclose(out.logits[mask], ref[mask], atol=1e-4, rtol=1e-4), (out.logits[mask] - ref[mask]).abs().max()
+    with torch.no_grad():
+        states = model(**source_batch, decoder_input_ids=torch.cat(
+            [torch.full_like(out.sequences[:, :1], engine.decoder_start_token_id), out.sequences[:, :-1]], 1
+        ), output_hidden_states=True).decoder_hidden_states[-1]
+    assert torch.allclose(out.hidden_states[0][mask], states[mask], atol=1e-4)
+    loss = -(out.logprobs.sum()) + out.hidden_states[0].pow(2).mean()
+    loss.backward()
+    enc_grads = [p.grad for n, p in model.named_parameters() if ".encoder." in f".{n}" and "layer" in n and p.grad is not None]
+    dec_grads = [p.grad for n, p in model.named_parameters() if ".decoder." in f".{n}" and "layer" in n and p.grad is not None]
+    assert enc_grads and any(g.abs().sum() > 0 for g in enc_grads), "no gradient reached the encoder"
+    assert dec_grads and any(g.abs().sum() > 0 for g in dec_grads), "no gradient reached the decoder"
+
+
+def test_gradient_flows_through_soft_inputs(make_model, tokenizer, source_batch):
+    """The fed-back distributions are in the graph: the logits at step 2 depend on the soft input
+    built from step 0's and step 1's distributions."""
+    model = make_model("marian")
+    engine = RolloutEngine(model, tokenizer)
+    soft_embed(model, torch.zeros(1, model.config.vocab_size))  # the embedding-scale check runs once, before the hook
+    fed = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(kwargs.get("inputs_embeds")), with_kwargs=True
+    )
+    try:
+        out = engine.differentiable(**source_batch, max_new_tokens=4, tau=1.0, hard=False, noise=False, min_new_tokens=4)
+    finally:
+        hook.remove()
+    assert torch.allclose(out.soft_tokens.sum(-1), torch.ones(out.soft_tokens.shape[:2]))
+    assert fed[0] is None and all(e is not None and e.requires_grad for e in fed[1:])
+    (grad,) = torch.autograd.grad(out.logits[:, 2].sum(), fed[1])
+    assert grad.abs().sum() > 0
+
+
+def test_sampling_is_reproducible_and_batched_with_num_samples(make_model, tokenizer, source_batch):
+    engine = RolloutEngine(make_model("t5"), tokenizer)
+    a = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(7))
+    b = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(7))
+    c = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a.sequences, b.sequences) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.sequences, c.sequences)
+    assert a.sequences.shape[0] == 12
+    assert torch.equal(a.source_index, torch.arange(4).repeat_interleave(3))
+    # each sample's log-probs are those of a teacher-forced pass on its own source
+    scored = engine.score(**source_batch, sequences=a.sequences, sequence_mask=a.attention_mask, source_index=a.source_index)
+    assert torch.allclose(scored.logprobs, a.logprobs, atol=1e-5)
+
+
+def test_top_k_one_is_greedy_and_processors_apply(make_model, tokenizer, source_batch):
+    engine = RolloutEngine(make_model("bart"), tokenizer)
+    greedy = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    topk1 = engine.sample(**source_batch, top_k=1, max_new_tokens=MAX_NEW, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(greedy.sequences, topk1.sequences)
+    banned = int(greedy.sequences[0, 0])
+    procs = LogitsProcessorList([SuppressTokensLogitsProcessor([banned])])
+    out = engine.sample(**source_batch, max_new_tokens=MAX_NEW, logits_processor=procs, num_samples=4, generator=torch.Generator().manual_seed(0))
+    assert not (out.sequences == banned).any()
+    # temperature changes the sampling distribution's log-probs but not the model's
+    hot = engine.sample(**source_batch, max_new_tokens=MAX_NEW, temperature=2.0, generator=torch.Generator().manual_seed(0))
+    m = hot.attention_mask.bool()
+    assert not torch.allclose(hot.sample_logprobs[m], hot.logprobs[m])
+    tf = engine.score(**source_batch, sequences=hot.sequences, sequence_mask=hot.attention_mask)
+    assert torch.allclose(tf.logprobs, hot.logprobs, atol=1e-5)
+
+
+def test_min_and_max_new_tokens(make_model, tokenizer, source_batch):
+    engine = RolloutEngine(make_model("pegasus"), tokenizer)
+    free = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    shortest = int(free.lengths.min())
+    assert shortest < MAX_NEW - 1, "the test needs a row that stops early"
+    m = shortest + 2
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, min_new_tokens=m)
+    assert (out.lengths >= m).all()
+    assert not (out.sequences[:, : m - 1] == tokenizer.eos_token_id).any()
+    short = engine.sample(**source_batch, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    assert short.sequences.shape[1] <= 3
+
+
+def test_forced_positions_are_taken_and_decoding_continues_from_them(make_model, tokenizer, source_batch):
+    engine = RolloutEngine(make_model("mbart"), tokenizer)
+    gold = tokenizer(["japan army signs deal", "peru bank", "x", "kenya team signs"], return_tensors="pt", padding=True).input_ids
+    mask = torch.zeros_like(gold, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[:, 2] = True
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=gold.shape[1], forced_tokens=gold, forced_mask=mask)
+    seq = out.sequences
+    for r in range(4):
+        if gold[r, 0] != tokenizer.eos_token_id and out.attention_mask[r, 2]:
+            assert seq[r, 2] == gold[r, 2]
+        assert seq[r, 0] == gold[r, 0]
+    # the unforced position 1 is the greedy choice given the forced position 0
+    with torch.no_grad():
+        logits = _teacher_forced_logits(engine.model, source_batch, seq, engine.decoder_start_token_id)
+    alive = out.attention_mask[:, 1].bool()
+    assert torch.equal(seq[alive, 1], logits[alive, 1].argmax(-1))
+    with pytest.raises(ValueError, match="forced_tokens and forced_mask"):
+        engine.sample(**source_batch, max_new_tokens=4, forced_tokens=gold)
+
+
+@pytest.mark.parametrize("family", ["bart", "t5"])
+def test_continue_from_prefixes(family, make_model, tokenizer, source_batch):
+    model = make_model(family)
+    engine = RolloutEngine(model, tokenizer)
+    sampled = engine.sample(**source_batch, max_new_tokens=10, generator=torch.Generator().manual_seed(1))
+    P = sampled.sequences.shape[1]
+    # greedy continuation of every prefix, all in one decode, equals generate() from that prefix
+    cont = engine.continue_from(**source_batch, prefixes=sampled.sequences, max_length=P, do_sample=False)
+    assert cont.sequences.shape[0] == 4 * P
+    assert torch.equal(cont.source_index, torch.arange(4).repeat_interleave(P))
+    assert torch.equal(cont.prefix_lengths, torch.arange(1, P + 1).repeat(4))
+    for row in [0, 3, P + 1, 3 * P + 2, 4 * P - 1]:
+        b, k = row // P, row % P + 1
+        prefix = sampled.sequences[b : b + 1, :k]
+        dec = torch.cat([torch.full_like(prefix[:, :1], engine.decoder_start_token_id), prefix], 1)
+        if (prefix == tokenizer.eos_token_id).any():
+            continue
+        with torch.no_grad():
+            ref = model.generate(
+                input_ids=source_batch.input_ids[b : b + 1], attention_mask=source_batch.attention_mask[b : b + 1],
+                decoder_input_ids=dec, do_sample=False, max_new_tokens=P - k,
+            )[0, 1:] if k < P else prefix[0]
+        n = int(cont.attention_mask[row].sum())
+        assert torch.equal(cont.sequences[row, :n], ref[:n]), (row, cont.sequences[row], ref)
+    # the full-length prefix is the sampled sequence itself, with its own log-probs
+    full = torch.arange(P - 1, 4 * P, P)
+    assert torch.equal(cont.sequences[full][:, :P], sampled.sequences)
+    assert torch.allclose(cont.logprobs[full][:, :P], sampled.logprobs, atol=1e-5)
+    # N samples per prefix, rows ordered (source, prefix, sample); prefixes copied verbatim
+    mc = engine.continue_from(**source_batch, prefixes=sampled.sequences, prefix_lengths=torch.tensor([1, 3]), num_samples=5,
+                              max_length=P, generator=torch.Generator().manual_seed(0))
+    assert mc.sequences.shape[0] == 4 * 2 * 5
+    rows3 = mc.prefix_lengths == 3
+    assert torch.equal(mc.sequences[rows3][:, :3], sampled.sequences[mc.source_index[rows3], :3])
+    with pytest.raises(ValueError, match="prefix_lengths must lie in"):
+        engine.continue_from(**source_batch, prefixes=sampled.sequences, prefix_lengths=torch.tensor([P + 1]), max_length=P)
+
+
+def test_lora_wrapped_model(make_model, tokenizer, source_batch):
+    from peft import LoraConfig, get_peft_model
+
+    model = make_model("bart")
+    peft_model = get_peft_model(model, LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, init_lora_weights=False))
+    engine = RolloutEngine(peft_model, tokenizer)
+    with torch.no_grad():
+        ref = peft_model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+    assert torch.equal(out.sequences, ref[:, 1:])
+    soft = engine.differentiable(**source_batch, max_new_tokens=6, tau=1.0, generator=torch.Generator().manual_seed(0))
+    soft.logprobs.sum().backward()
+    lora_grads = [p.grad for n, p in peft_model.named_parameters() if "lora_" in n and p.requires_grad]
+    assert lora_grads and all(g is not None for g in lora_grads) and any(g.abs().sum() > 0 for g in lora_grads)
+
+
+def test_clear_errors(make_model, tokenizer, source_batch):
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tokenizer)))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel is not an encoder-decoder model"):
+        RolloutEngine(gpt2)
+    clf = BartForSequenceClassification(BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                                                   encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16))
+    with pytest.raises(ValueError, match="no language-modelling head"):
+        RolloutEngine(clf)
+    model = make_model("bart", warm=False)
+    tok = copy.deepcopy(tokenizer)
+    tok.pad_token = None
+    assert tok.pad_token_id is None
+    with pytest.raises(ValueError, match="has no pad token"):
+        RolloutEngine(model, tok)
+    engine = RolloutEngine(model, tokenizer)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="max_new_tokens must be a positive integer"):
+            engine.sample(**source_batch, max_new_tokens=bad)
+    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+        engine.continue_from(**source_batch, prefixes=source_batch.input_ids, max_length=0)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            engine.sample(**source_batch, max_new_tokens=4, temperature=bad)
+        with pytest.raises(ValueError, match="tau must be > 0"):
+            engine.differentiable(**source_batch, max_new_tokens=4, tau=bad)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        engine.sample(**source_batch, max_new_tokens=4, num_samples=0)
+    with pytest.raises(ValueError, match="min_new_tokens=9 exceeds max_new_tokens=4"):
+        engine.sample(**source_batch, max_new_tokens=4, min_new_tokens=9)
+    with pytest.raises(ValueError, match="Pass max_new_tokens"):
+        engine.sample(**source_batch)
+    model.gradient_checkpointing_enable()
+    model.train()
+    with pytest.raises(ValueError, match="Gradient checkpointing"):
+        engine.differentiable(**source_batch, max_new_tokens=4)

@@ -1,0 +1,95 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from hf_seqgan.sampling import gumbel_max_sample, gumbel_noise, gumbel_softmax, soft_embed
+from tests.conftest import FAMILIES
+
+
+def test_gumbel_noise_is_standard_gumbel():
+    g = gumbel_noise((40000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.isfinite(g).all()
+    result = stats.kstest(g.numpy(), "gumbel_r")
+    assert result.pvalue > 1e-3, result
+    assert g.mean().item() == pytest.approx(np.euler_gamma, abs=0.03)
+    assert g.var().item() == pytest.approx(math.pi**2 / 6, rel=0.05)
+
+
+def test_gumbel_noise_is_seedable():
+    a = gumbel_noise((5, 7), generator=torch.Generator().manual_seed(3))
+    b = gumbel_noise((5, 7), generator=torch.Generator().manual_seed(3))
+    c = gumbel_noise((5, 7), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_gumbel_max_matches_softmax_sampling():
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    n = 30000
+    samples = gumbel_max_sample(logits.expand(n, -1), generator=torch.Generator().manual_seed(0))
+    observed = torch.bincount(samples, minlength=6).numpy()
+    expected = torch.softmax(logits.double(), -1).numpy() * n
+    chi2 = stats.chisquare(observed, expected)
+    assert chi2.pvalue > 1e-3, (observed, expected)
+    # and a wrong distribution is rejected by the same test (the test has power)
+    wrong = torch.softmax(logits.double() / 1.3, -1).numpy() * n
+    assert stats.chisquare(observed, wrong).pvalue < 1e-6
+
+
+def test_gumbel_softmax_soft_and_straight_through():
+    logits = torch.randn(4, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    soft = gumbel_softmax(logits, 0.7, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(soft.sum(-1), torch.ones(4))
+    assert (soft > 0).all() and (soft < 1).all()
+    hard = gumbel_softmax(logits, 0.7, hard=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(hard.detach(), torch.nn.functional.one_hot(soft.argmax(-1), 9).float())
+    # straight-through: the gradient is the soft sample's gradient
+    w = torch.randn(4, 9)
+    (g_hard,) = torch.autograd.grad((hard * w).sum(), logits)
+    (g_soft,) = torch.autograd.grad((soft * w).sum(), logits)
+    assert torch.allclose(g_hard, g_soft, atol=1e-6)
+    # without noise, hard is the argmax of the logits
+    greedy = gumbel_softmax(logits, 0.5, hard=True, noise=False)
+    assert torch.equal(greedy.argmax(-1), logits.argmax(-1))
+    # inputs are not modified in place
+    before = logits.detach().clone()
+    gumbel_softmax(logits, 1.0, hard=True)
+    assert torch.equal(logits.detach(), before)
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0])
+def test_gumbel_softmax_rejects_non_positive_tau(tau):
+    with pytest.raises(ValueError, match="tau > 0"):
+        gumbel_softmax(torch.zeros(2, 3), tau)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_soft_embed_one_hot_equals_token_ids(family, make_model, tokenizer, source_batch):
+    """With one-hot inputs the model must produce the logits of the token ids: the embedding scale
+    is right for the family on both sides."""
+    model = make_model(family, warm=False)
+    vocab = model.config.vocab_size
+    dec_ids = tokenizer(["the bank of peru signs", "a", "japan army", "x y"], return_tensors="pt", padding=True).input_ids
+    ref = model(**source_batch, decoder_input_ids=dec_ids).logits
+    dec_emb = soft_embed(model, torch.nn.functional.one_hot(dec_ids, vocab).float())
+    out = model(**source_batch, decoder_inputs_embeds=dec_emb).logits
+    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
+    enc_emb = soft_embed(model, torch.nn.functional.one_hot(source_batch.input_ids, vocab).float(), side="encoder")
+    out = model(inputs_embeds=enc_emb, attention_mask=source_batch.attention_mask, decoder_input_ids=dec_ids).logits
+    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
+
+
+def test_soft_embed_is_differentiable_and_checks_vocab(make_model):
+    model = make_model("bart", warm=False)
+    vocab = model.config.vocab_size
+    probs = torch.softmax(torch.randn(2, 3, vocab), -1).requires_grad_()
+    emb = soft_embed(model, probs)
+    assert emb.shape == (2, 3, model.config.d_model)
+    emb.sum().backward()
+    assert probs.grad is not None and probs.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=rf"last dimension is {vocab - 1} but the model's decoder embedding has {vocab} rows"):
+        soft_embed(model, torch.zeros(2, vocab - 1))
+    with pytest.raises(ValueError, match="side must be"):
+        soft_embed(model, probs, side="middle")
