@@ -1,0 +1,305 @@
+"""Benchmark of the rollout engine against its baselines, measured side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_rollout.py                                 # the full benchmark, all CPUs
+    python benchmarks/bench_rollout.py --repeats 31 --threads 1        # a shared machine: RESULTS.md
+    python benchmarks/bench_rollout.py --repeats 21 --threads 1 --clock cpu   # process CPU time
+    python benchmarks/bench_rollout.py --quick                         # a few seconds: the CI smoke run
+
+Two measurements, each printed as a Markdown table with min / median / max over the repeats:
+
+1. Sampling throughput (generated tokens/s) of ``RolloutEngine.sample`` against ``model.generate``
+   on the same tiny BART and T5, batch and lengths. Both sample from the full distribution
+   (``top_k=0``: the generation config's default top-k of 50 is turned off in both), both decode
+   exactly ``target`` tokens per row (``min_new_tokens = max_new_tokens``; the tokens actually
+   generated are counted and checked), both run under ``torch.no_grad()`` on the same threads, and
+   both include the encoder pass. The ratio is engine tokens/s over generate tokens/s *in the same
+   repeat*; its min / median / max are over the repeats.
+2. The differentiable mode (straight-through Gumbel-softmax, ``tau=1``, ``hard=True``, exactly
+   ``target`` steps) followed by the backward of the mean token log-prob, against one
+   teacher-forced forward + backward (``model(..., labels=labels).loss.backward()``) of the same
+   model, batch and target length. Time ratio per repeat, and the memory ratio of the activations
+   kept for backward.
+
+Memory method: a ``torch.autograd.graph.saved_tensors_hooks`` pack hook records every tensor
+autograd saves for backward; at the end of the forward pass (before ``backward``) the storages of
+the saved tensors still alive are summed once each (deduplicated by storage ``data_ptr``), the
+model's parameters excluded. That is the activation memory a training step holds at its peak;
+transient buffers freed during the forward pass and the parameter gradients are not counted.
+(``tracemalloc`` does not see torch's allocator, and CPU torch has no ``max_memory_allocated``.)
+
+Fairness rules: in every repeat each engine call and its baseline run back to back, in alternating
+order, with the garbage collector paused, after one untimed warm-up call of each; the machine's
+noise therefore hits both sides of a ratio alike. Models are randomly initialised tiny models built
+with :func:`hf_seqgan.tiny.build_tiny_model` (d_model 64, 2+2 layers, 4 heads, FFN 256) and a
+byte-level BPE tokenizer trained on :func:`hf_seqgan.synthetic.summarization_pairs` text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout that is not pip-installed
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from hf_seqgan.rollout import RolloutEngine  # noqa: E402
+from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
+from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
+
+
+@dataclasses.dataclass
+class Settings:
+    """What one run measures; ``quick()`` is the CI smoke size."""
+
+    families: tuple = ("bart", "t5")
+    sample_batches: tuple = (16, 64)
+    diff_batch: int = 16
+    source_length: int = 64
+    target_length: int = 32
+    repeats: int = 7
+    d_model: int = 64  # tiny model size: 2 encoder + 2 decoder layers, 4 heads
+    ffn: int = 256
+    vocab_size: int = 500
+    clock: str = "wall"  # or "cpu" (see --clock)
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(sample_batches=(4,), diff_batch=4, source_length=16, target_length=6, repeats=2)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def stats(values) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
+def fmt(triple, spec: str = ",.0f") -> str:
+    return " / ".join(format(v, spec) for v in triple)
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(fn, clock: str):
+    """``(seconds, result)`` of one call on ``CLOCKS[clock]``, with the garbage collector paused (as timeit does)."""
+    clock = CLOCKS[clock]
+    gc.disable()
+    try:
+        start = clock()
+        result = fn()
+        return clock() - start, result
+    finally:
+        gc.enable()
+
+
+def real_tokens(sequences: torch.Tensor, eos_id: int) -> int:
+    """Generated tokens of ``(B, T)`` sequences: up to and including each row's first EOS."""
+    is_eos = (sequences == eos_id).long()
+    return int(((is_eos.cumsum(-1) - is_eos) == 0).sum())
+
+
+def fixed_length_batch(tok, texts, batch: int, length: int) -> dict:
+    """``batch`` rows of exactly ``length`` real tokens (texts joined, then truncated)."""
+    per_row = len(texts) // batch
+    joined = [" ".join(texts[i * per_row : (i + 1) * per_row]) for i in range(batch)]
+    enc = tok(joined, return_tensors="pt", padding="max_length", truncation=True, max_length=length)
+    if not bool(enc.attention_mask.all()):
+        raise RuntimeError(f"texts too short for {length} tokens a row; join more of them.")
+    return {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
+
+
+def saved_activation_bytes(step, params) -> int:
+    """Bytes of the tensors autograd keeps for backward at the end of ``step()``'s forward pass
+    (storages counted once, parameters excluded); ``step`` returns the scalar to backpropagate."""
+    skip = {p.untyped_storage().data_ptr() for p in params}
+    refs = []
+
+    def pack(tensor):
+        kept = tensor.detach()  # same storage, no reference cycle through grad_fn
+        refs.append(weakref.ref(kept))
+        return kept
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda kept: kept):
+        loss = step()
+    storages = {}
+    for ref in refs:
+        tensor = ref()
+        if tensor is not None:
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in skip:
+                storages[storage.data_ptr()] = storage.nbytes()
+    loss.backward()
+    return sum(storages.values())
+
+
+def machine_line(s: Settings) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        cpu = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), cpu)
+    except OSError:
+        pass
+    return (
+        f"Machine: {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"{s.clock} clock, "
+        f"transformers {transformers.__version__}, Python {platform.python_version()}"
+    )
+
+
+# ---------------------------------------------------------------------------------- benchmarks
+def bench_sampling(models, tok, pairs, s: Settings) -> list[str]:
+    """Engine ``sample`` vs ``generate``: generated tokens/s, side by side per repeat."""
+    L = s.target_length
+    articles = [p["article"] for p in pairs]
+    cases = []
+    for family, model in models.items():
+        engine = RolloutEngine(model, tok)
+        for batch in s.sample_batches:
+            inputs = fixed_length_batch(tok, articles, batch, s.source_length)
+
+            def run_engine(engine=engine, inputs=inputs):
+                rollout = engine.sample(**inputs, max_new_tokens=L, min_new_tokens=L, do_sample=True, top_k=0)
+                return int(rollout.attention_mask.sum())
+
+            def run_generate(model=model, inputs=inputs):
+                out = model.generate(**inputs, do_sample=True, top_k=0, max_new_tokens=L, min_new_tokens=L)
+                return real_tokens(out[:, 1:], tok.eos_token_id)  # (B, L) after the decoder start
+
+            cases.append((family, batch, {"engine": run_engine, "generate": run_generate}))
+    rates = {(f, b): {"engine": [], "generate": []} for f, b, _ in cases}
+    with torch.no_grad():
+        for _, _, fns in cases:  # untimed warm-up of every path
+            for fn in fns.values():
+                fn()
+        for r in range(s.repeats):
+            for family, batch, fns in cases:
+                order = ("engine", "generate") if r % 2 == 0 else ("generate", "engine")
+                for name in order:
+                    seconds, tokens = timed(fns[name], s.clock)
+                    if tokens != batch * L:
+                        raise RuntimeError(f"{name} generated {tokens} tokens for {family} batch {batch}, expected {batch * L}.")
+                    rates[family, batch][name].append(tokens / seconds)
+    rows = [
+        f"Sampling throughput, generated tokens/s (min / median / max over {s.repeats} repeats); "
+        f"source {s.source_length} tokens, {L} new tokens a row, do_sample=True, top_k=0",
+        "",
+        "| model | batch | tokens/call | engine tok/s | generate tok/s | ratio engine/generate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for family, batch, _ in cases:
+        eng, gen = rates[family, batch]["engine"], rates[family, batch]["generate"]
+        ratios = [e / g for e, g in zip(eng, gen)]
+        rows.append(f"| {family} | {batch} | {batch * L} | {fmt(stats(eng))} | {fmt(stats(gen))} | {fmt(stats(ratios), '.2f')} |")
+    return rows
+
+
+def bench_differentiable(models, tok, pairs, s: Settings) -> list[str]:
+    """Differentiable decode + backward vs one teacher-forced forward + backward."""
+    L, B = s.target_length, s.diff_batch
+    inputs = fixed_length_batch(tok, [p["article"] for p in pairs], B, s.source_length)
+    labels = fixed_length_batch(tok, [p["headline"] for p in pairs], B, L)["input_ids"]  # (B, L), no padding
+    results = {}
+    for family, model in models.items():
+        model.train()  # as in training (all dropout of the tiny configs is 0)
+        engine = RolloutEngine(model, tok)
+
+        def differentiable(engine=engine):
+            rollout = engine.differentiable(**inputs, max_new_tokens=L, min_new_tokens=L, tau=1.0, hard=True)
+            if int(rollout.attention_mask.sum()) != B * L:
+                raise RuntimeError(f"the differentiable decode of {family} stopped before {L} tokens.")
+            return -rollout.logprobs.mean()
+
+        def teacher_forced(model=model):
+            return model(**inputs, labels=labels).loss
+
+        fns = {"differentiable": differentiable, "teacher-forced": teacher_forced}
+        memory = {name: saved_activation_bytes(fn, list(model.parameters())) for name, fn in fns.items()}  # also the warm-up
+        times = {name: [] for name in fns}
+        for r in range(s.repeats):
+            for name in (tuple(fns) if r % 2 == 0 else tuple(reversed(fns))):
+                model.zero_grad(set_to_none=True)
+                seconds, _ = timed(lambda fn=fns[name]: fn().backward(), s.clock)
+                times[name].append(seconds)
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        results[family] = (times, memory)
+    rows = [
+        f"Differentiable decode + backward vs one teacher-forced forward + backward (min / median / max over "
+        f"{s.repeats} repeats); batch {B}, source {s.source_length}, target {L}, tau=1.0, hard=True",
+        "",
+        "| model | differentiable ms | teacher-forced ms | time ratio | saved MiB differentiable | saved MiB teacher-forced | memory ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family, (times, memory) in results.items():
+        diff, tf = times["differentiable"], times["teacher-forced"]
+        ratios = [d / t for d, t in zip(diff, tf)]
+        mib = {name: value / 2**20 for name, value in memory.items()}
+        rows.append(
+            f"| {family} | {fmt(stats([1e3 * d for d in diff]), '.1f')} | {fmt(stats([1e3 * t for t in tf]), '.1f')} | "
+            f"{fmt(stats(ratios), '.2f')} | {mib['differentiable']:.2f} | {mib['teacher-forced']:.2f} | "
+            f"{memory['differentiable'] / memory['teacher-forced']:.1f} |"
+        )
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a few seconds, for CI")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 7; 2 with --quick)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads, the same for every side (default: all CPUs; 1 with --quick, which a busy CI machine would slow down)",
+    )
+    parser.add_argument(
+        "--clock", choices=tuple(CLOCKS), default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, which other processes on a shared machine disturb "
+        "far less (meaningful with --threads 1: with more threads it also counts their spin-waits)",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.quick() if args.quick else Settings()
+    settings.clock = args.clock
+    if args.repeats is not None:
+        if args.repeats < 1:
+            parser.error(f"--repeats must be >= 1, got {args.repeats}")
+        settings.repeats = args.repeats
+    torch.set_num_threads(args.threads or (1 if args.quick else os.cpu_count() or 1))
+    torch.manual_seed(0)
+
+    # Data, tokenizer and models: all local, nothing downloaded.
+    rows_needed = max(max(settings.sample_batches), settings.diff_batch)
+    pairs = summarization_pairs(max(600, 8 * rows_needed), seed=0)  # 8 texts joined a row
+    tok = train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size)
+    models = {f: build_tiny_model(f, tok, d_model=settings.d_model, ffn=settings.ffn) for f in settings.families}
+    n_params = {f: sum(p.numel() for p in m.parameters()) for f, m in models.items()}
+
+    gc.collect()
+    gc.freeze()  # the imported libraries' objects: later collections stay short and rare
+    print(machine_line(settings))
+    print(
+        f"Models: tiny {', '.join(f'{f} ({n / 1e6:.2f}M params)' for f, n in n_params.items())}; d_model {settings.d_model}, "
+        f"2+2 layers, FFN {settings.ffn}, vocabulary {len(tok)}; randomly initialised"
+    )
+    print()
+    print("\n".join(bench_sampling(models, tok, pairs, settings)))
+    print()
+    print("\n".join(bench_differentiable(models, tok, pairs, settings)))
+
+
+if __name__ == "__main__":
+    main()
