@@ -49,7 +49,6 @@ from transformers import (
     ForcedEOSTokenLogitsProcessor,
     LogitsProcessorList,
     MinLengthLogitsProcessor,
-    MinNewTokensLengthLogitsProcessor,
     NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
@@ -62,9 +61,9 @@ from transformers import (
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from .sampling import gumbel_softmax, soft_embed, unwrap_model
+from .sampling import gumbel_max_sample, gumbel_softmax, soft_embed, unwrap_model
 
-__all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model"]
+__all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model", "token_logprobs", "first_eos_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +145,20 @@ class Rollout:
     def sequence_logprobs(self) -> torch.Tensor:
         """`(R,)` sum of the token log-probs."""
         return self.logprobs.sum(-1)
+
+
+def token_logprobs(logits: torch.Tensor, sequences: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`(R, T)` log-probabilities of ``sequences`` under ``logits`` `(R, T, V)`, 0 where ``mask`` is 0
+    (negative ids such as -100 are allowed there)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (R, T, V)
+    out = logp.gather(-1, sequences.clamp_min(0)[..., None]).squeeze(-1)  # (R, T)
+    return out if mask is None else out * mask
+
+
+def first_eos_mask(sequences: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
+    """`(R, T)` 1 up to and including each row's first EOS, 0 after."""
+    is_eos = torch.isin(sequences, torch.tensor(list(eos_token_ids), device=sequences.device, dtype=sequences.dtype))
+    return ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()
 
 
 def check_seq2seq_model(model) -> None:
@@ -277,7 +290,7 @@ class RolloutEngine:
                 "(or put the model in eval mode for sampling without gradients)."
             )
 
-    def _processors(self, steps: int, min_new_tokens: int, user: Optional[LogitsProcessorList], warpers: list) -> LogitsProcessorList:
+    def _processors(self, steps: int, user: Optional[LogitsProcessorList], warpers: list) -> LogitsProcessorList:
         procs = LogitsProcessorList()
         gen = getattr(self.base, "generation_config", None)
         eos = self.eos_token_ids
@@ -298,8 +311,6 @@ class RolloutEngine:
                 procs.append(SuppressTokensAtBeginLogitsProcessor(gen.begin_suppress_tokens, 1))
             if getattr(gen, "suppress_tokens", None):
                 procs.append(SuppressTokensLogitsProcessor(gen.suppress_tokens))
-        if min_new_tokens and eos:
-            procs.append(MinNewTokensLengthLogitsProcessor(1, min_new_tokens, eos))
         if user:
             procs.extend(user)
         procs.extend(warpers)
@@ -312,6 +323,7 @@ class RolloutEngine:
         *,
         steps: int,
         processors: LogitsProcessorList,
+        min_new_tokens: int = 0,
         choose: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]],
         source_index: torch.Tensor,
         forced: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
@@ -345,17 +357,21 @@ class RolloutEngine:
             )
             cache = out.past_key_values
             logits = out.logits[:, -1, :]  # (R, V)
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (R, V)
-            scores = processors(history[:, : t + 1], logits) if processors else logits
+            scores = logits
+            if t < min_new_tokens and eos.numel():
+                scores = scores.index_fill(-1, eos, float("-inf"))  # EOS blocked before min_new_tokens, as generate() does first
+            scores = processors(history[:, : t + 1], scores) if processors else scores
             tokens, soft = choose(scores)
             if forced is not None and t < forced[0].shape[1]:
                 tokens = torch.where(forced[1][:, t], forced[0][:, t], tokens)
             tokens = torch.where(unfinished, tokens, self.pad_token_id)  # (R,)
-            keep = unfinished.to(logp.dtype)
             masks.append(unfinished.long())
-            token_logps.append(logp.gather(-1, tokens[:, None]).squeeze(-1) * keep)
+            # log p(token) = logit - logsumexp(logits): no full-vocabulary log_softmax per step
+            raw = logits.float()
+            token_logps.append((raw.gather(-1, tokens[:, None]).squeeze(-1) - raw.logsumexp(-1)) * unfinished)
             if sample_logprobs:
-                slogp = torch.log_softmax(scores.float(), dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+                processed = scores.float()
+                slogp = processed.gather(-1, tokens[:, None]).squeeze(-1) - processed.logsumexp(-1)
                 sampled_logps.append(torch.where(unfinished, slogp, torch.zeros_like(slogp)))
             if output_logits:
                 logits_out.append(logits)
@@ -407,8 +423,7 @@ class RolloutEngine:
         def choose(scores):
             if not do_sample:
                 return scores.argmax(dim=-1), None
-            probs = torch.softmax(scores.float(), dim=-1)
-            return torch.multinomial(probs, 1, generator=generator).squeeze(1), None
+            return gumbel_max_sample(scores, generator=generator), None  # exact sampling from softmax(scores)
 
         return warpers, choose
 
@@ -489,7 +504,7 @@ class RolloutEngine:
                 )
             forced = (forced_tokens.long(), forced_mask.bool())
         return self._decode(
-            enc, steps=steps, processors=self._processors(steps, min_new_tokens, logits_processor, warpers), choose=choose,
+            enc, steps=steps, processors=self._processors(steps, logits_processor, warpers), min_new_tokens=min_new_tokens, choose=choose,
             source_index=index, hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
             output_logits=output_logits, sample_logprobs=True, forced=forced,
         )
@@ -534,7 +549,7 @@ class RolloutEngine:
             return soft.argmax(dim=-1), soft
 
         return self._decode(
-            enc, steps=steps, processors=self._processors(steps, min_new_tokens, logits_processor, []), choose=choose,
+            enc, steps=steps, processors=self._processors(steps, logits_processor, []), min_new_tokens=min_new_tokens, choose=choose,
             source_index=index, differentiable=True, output_logits=True,
             hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
         )
@@ -598,7 +613,7 @@ class RolloutEngine:
         forced_mask = torch.arange(plen, device=device)[None, :] < lengths[:, None]  # (R, P)
         warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
         rollout = self._decode(
-            enc.select(source_index), steps=steps, processors=self._processors(steps, 0, logits_processor, warpers),
+            enc.select(source_index), steps=steps, processors=self._processors(steps, logits_processor, warpers),
             choose=choose, source_index=source_index, forced=(forced_tokens, forced_mask), sample_logprobs=True,
         )
         rollout.prefix_lengths = lengths
@@ -631,17 +646,14 @@ class RolloutEngine:
         else:
             enc = enc.select(source_index)
         if sequence_mask is None:
-            is_eos = torch.isin(sequences, torch.tensor(self.eos_token_ids, device=sequences.device))
-            before = (is_eos.long().cumsum(-1) - is_eos.long()) == 0  # up to and including the first EOS
-            sequence_mask = before.long()
+            sequence_mask = first_eos_mask(sequences, self.eos_token_ids)
         start = torch.full_like(sequences[:, :1], self.decoder_start_token_id)
         decoder_input_ids = torch.cat([start, sequences[:, :-1]], dim=1)
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc.last_hidden_state), attention_mask=enc.attention_mask,
             decoder_input_ids=decoder_input_ids, use_cache=False, output_hidden_states=output_hidden_states, return_dict=True,
         )
-        logp = torch.log_softmax(out.logits.float(), dim=-1)  # (R, T, V)
-        token_logp = logp.gather(-1, sequences.clamp_min(0)[..., None]).squeeze(-1) * sequence_mask
+        token_logp = token_logprobs(out.logits, sequences, sequence_mask)
         hidden = tuple(out.decoder_hidden_states[i] for i in hidden_layers) if output_hidden_states else None
         return Rollout(
             sequences=sequences, attention_mask=sequence_mask.long(), logprobs=token_logp, source_index=source_index,

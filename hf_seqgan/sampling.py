@@ -25,9 +25,13 @@ __all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", 
 
 
 def gumbel_noise(shape, *, generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Standard Gumbel(0, 1) noise of ``shape``: ``-log(E)`` with ``E ~ Exp(1)``."""
-    exp = torch.empty(shape, device=device, dtype=dtype).exponential_(generator=generator)
-    return -torch.log(exp.clamp_min(torch.finfo(dtype).tiny))
+    """Standard Gumbel(0, 1) noise of ``shape``: ``-log(-log(U))`` with ``U ~ Uniform(0, 1)``.
+
+    (Uniform draws are several times cheaper than ``exponential_`` on CPU, which is why sampling in
+    the rollout engine goes through this rather than ``torch.multinomial``.)"""
+    uniform = torch.rand(shape, device=device, dtype=dtype, generator=generator)
+    tiny = torch.finfo(dtype).tiny
+    return -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - torch.finfo(dtype).eps)))
 
 
 def gumbel_max_sample(logits: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -70,8 +74,10 @@ def gumbel_softmax(
 
 
 def unwrap_model(model):
-    """The transformers model inside a `PeftModel` (tuner adapters such as LoRA are injected in
-    place, so calling it runs the adapters), or ``model`` itself."""
+    """The transformers model inside a (Distributed)DataParallel wrapper and/or a `PeftModel`
+    (tuner adapters such as LoRA are injected in place, so calling it runs the adapters)."""
+    if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        model = model.module
     get_base = getattr(model, "get_base_model", None)
     if get_base is not None and type(model).__module__.startswith("peft"):
         return get_base()
