@@ -300,6 +300,12 @@ class ScheduledSamplingTrainer(Seq2SeqTrainer):
         steps = gold.shape[1] - 1
         if steps < 1:
             return gold
+        if bool((gold[:, 0] != self._engine.decoder_start_token_id).any()):
+            raise ValueError(
+                f"mode='autoregressive' decodes from decoder_start_token_id={self._engine.decoder_start_token_id}, but the gold "
+                f"decoder inputs start with {sorted(set(gold[:, 0].tolist()))}; set model.generation_config.decoder_start_token_id "
+                "to the start token the labels are shifted with, or use mode='parallel'."
+            )
         sampling = {"do_sample": self.args.prediction != "argmax", "temperature": tau}
         if self.args.prediction == "top_k":
             sampling["top_k"] = self.args.prediction_top_k
