@@ -1,0 +1,218 @@
+"""What every trainer of the library shares.
+
+:class:`BaseTrainer` is a `Seq2SeqTrainer` with three additions, so that each technique's trainer
+only composes the engines:
+
+- **auxiliary models** (a discriminator, a reconstructor): :meth:`BaseTrainer.add_auxiliary`
+  registers a model with its own AdamW optimizer and learning-rate scheduler; the model is placed
+  and wrapped by accelerate (DDP in a multi-process run) and updated by
+  :meth:`BaseTrainer.auxiliary_step`. Auxiliary models are written by ``save_model`` to a subfolder
+  named after them (``discriminator/``) and, with their optimizer, scheduler and any extra state a
+  trainer declares (:meth:`BaseTrainer._extra_state`), into every checkpoint, from which
+  ``train(resume_from_checkpoint=...)`` restores them exactly.
+- **metrics**: :meth:`BaseTrainer.record` buffers method-specific figures per mode ("train" /
+  "eval"); they are averaged and merged into the Trainer's logs in :meth:`log`, so TensorBoard, W&B
+  and ``trainer_state.json`` receive them.
+- **PEFT**: :func:`apply_peft` wraps a model with `get_peft_model` after checking the config.
+
+The auxiliary optimizers are deliberately not passed through ``accelerator.prepare``: an accelerate
+optimizer skips ``step()`` on the generator's gradient-accumulation micro-batches, while an
+auxiliary model is updated on every call of :meth:`auxiliary_step`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from typing import Any, Optional
+
+import torch
+from transformers import Seq2SeqTrainer, get_scheduler
+
+__all__ = ["BaseTrainer", "Auxiliary", "apply_peft"]
+
+AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
+
+
+def apply_peft(model, peft_config, *, what: str = "model"):
+    """``get_peft_model(model, peft_config)`` with clear errors (the import is guarded)."""
+    try:
+        from peft import PeftConfig, PeftModel, get_peft_model
+    except ImportError:  # pragma: no cover - peft is a dependency, but keep the error clear
+        raise ImportError("A peft_config needs the `peft` library: `pip install peft`.") from None
+    if not isinstance(peft_config, PeftConfig):
+        raise TypeError(f"The {what}'s peft_config must be a peft.PeftConfig (e.g. LoraConfig(task_type='SEQ_2_SEQ_LM')), got {type(peft_config).__name__}.")
+    if isinstance(model, PeftModel):
+        raise ValueError(f"The {what} is already a PeftModel and a peft_config was given too: pass one or the other.")
+    return get_peft_model(model, peft_config)
+
+
+@dataclasses.dataclass
+class Auxiliary:
+    """A model trained beside the generator, with its own optimizer and scheduler."""
+
+    model: torch.nn.Module  # as prepared by accelerate (DDP-wrapped in a multi-process run)
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[Any]
+    max_grad_norm: Optional[float]
+    processing_class: Any = None
+    steps: int = 0
+    pending: bool = False  # gradients accumulated, update not yet taken
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return getattr(self.model, "module", self.model)
+
+
+class BaseTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with auxiliary models, metric buffers and checkpointed extra state."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._auxiliaries: dict[str, Auxiliary] = {}
+        self._metrics: dict[str, defaultdict] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    # ------------------------------------------------------------------ auxiliary models
+    def add_auxiliary(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        *,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+        lr_scheduler_type: str = "constant",
+        warmup_steps: int = 0,
+        total_steps: Optional[int] = None,
+        max_grad_norm: Optional[float] = 1.0,
+        processing_class: Any = None,
+    ) -> Auxiliary:
+        """Register ``model`` under ``name`` (also its subfolder in saves) and build its optimizer."""
+        if name in self._auxiliaries:
+            raise ValueError(f"An auxiliary model named {name!r} is already registered.")
+        if not learning_rate > 0:
+            raise ValueError(f"The {name}'s learning rate must be > 0, got {learning_rate}.")
+        model = model.to(self.args.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"The {name} has no trainable parameters.")
+        optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+        scheduler = get_scheduler(lr_scheduler_type, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+        prepared = self.accelerator.prepare_model(model)
+        aux = Auxiliary(prepared, optimizer, scheduler, max_grad_norm, processing_class)
+        self._auxiliaries[name] = aux
+        return aux
+
+    def auxiliary(self, name: str) -> Auxiliary:
+        if name not in self._auxiliaries:
+            raise KeyError(f"No auxiliary model {name!r}; registered: {sorted(self._auxiliaries)}.")
+        return self._auxiliaries[name]
+
+    def auxiliary_step(self, name: str, loss: torch.Tensor) -> bool:
+        """Backward ``loss`` into the auxiliary model ``name`` and update it at the generator's
+        optimizer-step boundary: under gradient accumulation its gradients accumulate over the
+        micro-batches (each scaled by 1/accumulation steps) exactly like the generator's, so that
+        2 x 8 and 1 x 16 give the same update. Returns whether the model was updated."""
+        aux = self.auxiliary(name)
+        if not aux.pending:
+            aux.optimizer.zero_grad(set_to_none=True)
+        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
+        in_training_loop = self.model.training and accumulation > 1
+        (loss / accumulation if in_training_loop else loss).backward()
+        if in_training_loop and not self.accelerator.sync_gradients:
+            aux.pending = True
+            return False
+        if aux.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(aux.model.parameters(), aux.max_grad_norm)
+        aux.optimizer.step()
+        if aux.scheduler is not None:
+            aux.scheduler.step()
+        aux.pending = False
+        aux.steps += 1
+        return True
+
+    # ------------------------------------------------------------------ metrics
+    def record(self, **values) -> None:
+        """Buffer figures for the next log (averaged there), under the current mode."""
+        mode = "train" if self.model.training else "eval"
+        for key, value in values.items():
+            if value is None:
+                continue
+            self._metrics[mode][key].append(float(value.detach().float().mean()) if torch.is_tensor(value) else float(value))
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        if mode == "eval":
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        logs.update(metrics)
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    # ------------------------------------------------------------------ saving and resuming
+    def _extra_state(self) -> dict:
+        """State a trainer keeps beside the models (e.g. a moving-average baseline); override both."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call=_internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        for name, aux in self._auxiliaries.items():
+            folder = os.path.join(output_dir, name)
+            model = aux.unwrapped
+            if hasattr(model, "save_pretrained"):
+                model.save_pretrained(folder)
+            else:
+                os.makedirs(folder, exist_ok=True)
+                torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
+            if aux.processing_class is not None and hasattr(aux.processing_class, "save_pretrained"):
+                aux.processing_class.save_pretrained(folder)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if not self.args.should_save:
+            return
+        state = {
+            "auxiliaries": {
+                name: {
+                    "model": aux.unwrapped.state_dict(),
+                    "optimizer": aux.optimizer.state_dict(),
+                    "scheduler": aux.scheduler.state_dict() if aux.scheduler is not None else None,
+                    "steps": aux.steps,
+                }
+                for name, aux in self._auxiliaries.items()
+            },
+            "extra": self._extra_state(),
+        }
+        torch.save(state, os.path.join(output_dir, AUXILIARY_STATE_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, AUXILIARY_STATE_NAME)
+        if not os.path.isfile(path):
+            if self._auxiliaries or self._extra_state():
+                raise FileNotFoundError(
+                    f"{checkpoint} has no {AUXILIARY_STATE_NAME}: it was not written by this trainer, so the auxiliary "
+                    f"models ({sorted(self._auxiliaries)}) and their optimizers cannot be restored. Resume from a checkpoint "
+                    "this trainer saved, or start without resume_from_checkpoint."
+                )
+            return
+        state = torch.load(path, map_location=self.args.device, weights_only=False)
+        missing = set(self._auxiliaries) - set(state["auxiliaries"])
+        if missing:
+            raise ValueError(f"The checkpoint {checkpoint} holds no state for the auxiliary model(s) {sorted(missing)}.")
+        for name, aux in self._auxiliaries.items():
+            saved = state["auxiliaries"][name]
+            aux.unwrapped.load_state_dict(saved["model"])
+            aux.optimizer.load_state_dict(saved["optimizer"])
+            if aux.scheduler is not None and saved["scheduler"] is not None:
+                aux.scheduler.load_state_dict(saved["scheduler"])
+            aux.steps = saved["steps"]
+        self._load_extra_state(state["extra"])
