@@ -47,7 +47,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SequenceDiscriminator", "special_template"]
+__all__ = ["SequenceDiscriminator", "special_template", "discriminator_loss", "build_default_discriminator"]
 
 logger = logging.getLogger(__name__)
 
@@ -230,11 +230,14 @@ class SequenceDiscriminator(torch.nn.Module):
         keep = ("input_ids", "attention_mask") + (("token_type_ids",) if self._use_token_types else ())
         return {k: v.to(self.device) for k, v in enc.items() if k in keep}
 
-    def _content(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        drop = torch.isin(ids, torch.tensor(self._special_ids, device=ids.device)) | (ids < 0)
-        return _compact(ids, drop)
+    def _dropped(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.isin(ids, torch.tensor(self._special_ids, device=ids.device)) | (ids < 0)
 
-    def encode_ids(self, target_ids: torch.Tensor, source_ids: Optional[torch.Tensor] = None, source_index: Optional[torch.Tensor] = None) -> dict:
+    def _content(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _compact(ids, self._dropped(ids))
+
+    def encode_ids(self, target_ids: torch.Tensor, source_ids: Optional[torch.Tensor] = None, source_index: Optional[torch.Tensor] = None,
+                   *, return_target_positions: bool = False) -> dict:
         """Model inputs from token ids of the discriminator's vocabulary, without a text round trip.
 
         Args:
@@ -244,12 +247,16 @@ class SequenceDiscriminator(torch.nn.Module):
             source_index (`torch.Tensor`, *optional*): `(N,)` the source row of each target;
                 defaults to ``arange(N)`` (then B must equal N).
 
+            return_target_positions (`bool`): also return ``target_positions`` `(N, L)`: for each
+                input position, the target position it came from, or -1 (used by the soft path).
+
         Returns:
             ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when the tokenizer uses
             them) laid out exactly as the tokenizer lays out the same texts.
         """
         device = self.device
-        target, t_len = self._content(target_ids.to(device).long())
+        target_ids = target_ids.to(device).long()
+        target, t_len = self._content(target_ids)
         (pre, pre_t), (mid, mid_t), (suf, suf_t) = self._template
         budget = self.max_length - len(pre) - len(mid) - len(suf)
         t_len = t_len.clamp(max=budget)
@@ -280,7 +287,70 @@ class SequenceDiscriminator(torch.nn.Module):
         out = {"input_ids": ids, "attention_mask": mask}
         if self._use_token_types:
             out["token_type_ids"] = types
+        if return_target_positions:
+            steps = torch.arange(target_ids.shape[1], device=device).expand_as(target_ids)
+            positions, _ = _compact(steps, self._dropped(target_ids))
+            t = len(segments) - 2  # the target segment
+            pos_segments = [(positions, seg[1], seg[2]) if i == t else (torch.full_like(seg[0], -1), seg[1], seg[2]) for i, seg in enumerate(segments)]
+            out["target_positions"] = _pack(pos_segments, -1)[0]
         return out
+
+    # ------------------------------------------------------------------ soft inputs
+    def check_soft_inputs(self) -> None:
+        """Raise a `ValueError` unless the classifier takes ``inputs_embeds`` and gives, for one-hot
+        inputs, the logits of the token ids (BART classifiers refuse ``inputs_embeds``; a classifier
+        that scales its embeddings inside the lookup would differ)."""
+        embed = self.model.get_input_embeddings()
+        ids = torch.tensor([[min(5, embed.weight.shape[0] - 1), embed.weight.shape[0] - 1]], device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                ref = self.model(input_ids=ids, return_dict=True).logits
+                out = self.model(inputs_embeds=embed.weight[ids], return_dict=True).logits
+        except (NotImplementedError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"{type(self.model).__name__} cannot take soft inputs (inputs_embeds): {err}. Soft (Gumbel) training needs a "
+                "classifier that accepts inputs_embeds, e.g. BERT/RoBERTa-style (the default discriminator is one)."
+            ) from None
+        finally:
+            self.model.train(was_training)
+        if not torch.allclose(out, ref, rtol=1e-4, atol=1e-5):
+            raise ValueError(f"{type(self.model).__name__} gives different logits for inputs_embeds than for input_ids (scaled embeddings?); "
+                             "soft (Gumbel) training needs a classifier whose embedding lookup is a plain table, e.g. BERT/RoBERTa-style.")
+
+    def logits_from_soft(self, soft_targets: torch.Tensor, target_mask: torch.Tensor, source_ids: Optional[torch.Tensor] = None,
+                         source_index: Optional[torch.Tensor] = None, *, frozen: bool = False) -> torch.Tensor:
+        """Logits `(N, num_labels)` for soft targets `(N, T, V)` (distributions over the shared
+        vocabulary, e.g. straight-through Gumbel one-hots), differentiable in them.
+
+        The input is laid out as :meth:`encode_ids` lays out the argmax tokens; the target's
+        positions then take ``soft @ E`` (E the classifier's word embeddings) instead of the lookup,
+        so with one-hots the logits equal those of the ids. With ``frozen=True`` the classifier runs
+        on a detached snapshot of its parameters: gradients reach the soft targets only, and the
+        discriminator may be updated in place before that backward happens (the generator's loss
+        in adversarial training).
+        """
+        params = None
+        if frozen:
+            # a copy: a detached view shares the version counter, so an in-place update would still break backward
+            params = {name: value.detach().clone() for name, value in self.model.named_parameters()}
+            params.update(dict(self.model.named_buffers()))
+        embed = self.model.get_input_embeddings().weight  # (V_D, H)
+        if frozen:
+            embed = params[next(n for n, p in self.model.named_parameters() if p is embed)]
+        if soft_targets.shape[-1] > embed.shape[0]:
+            raise ValueError(f"The soft targets span {soft_targets.shape[-1]} tokens but the discriminator's embedding has {embed.shape[0]} rows.")
+        hard = soft_targets.detach().argmax(-1).masked_fill(target_mask == 0, self.tokenizer.pad_token_id)  # (N, T)
+        enc = self.encode_ids(hard, source_ids, source_index, return_target_positions=True)
+        positions = enc.pop("target_positions")  # (N, L): target position j, or -1
+        weight = embed[: soft_targets.shape[-1]]
+        soft_emb = soft_targets.to(weight.dtype) @ weight  # (N, T, H)
+        from_target = soft_emb.gather(1, positions.clamp_min(0)[..., None].expand(-1, -1, soft_emb.shape[-1]))  # (N, L, H)
+        inputs_embeds = torch.where((positions >= 0)[..., None], from_target, embed[enc.pop("input_ids")])
+        if params is None:
+            return self(inputs_embeds=inputs_embeds, **enc)
+        return torch.func.functional_call(self.model, params, args=(), kwargs=dict(inputs_embeds=inputs_embeds, return_dict=True, **enc)).logits
 
     # ------------------------------------------------------------------ scoring
     def logits_from_texts(self, targets: Sequence[str], sources: Optional[Sequence[str]] = None) -> torch.Tensor:
@@ -346,3 +416,58 @@ class SequenceDiscriminator(torch.nn.Module):
                 sources = [source_texts[i] for i in index.tolist()]
             scores = self.score_texts(texts, sources, label=label)
         return scores.view(rows, k)
+
+
+# ---------------------------------------------------------------------- adversarial training
+def discriminator_loss(real_logp: torch.Tensor, fake_logp: torch.Tensor, real_label: int, label_smoothing: float = 0.0):
+    """Binary cross-entropy of a real/fake discriminator: real rows should get ``real_label`` (with
+    one-sided label smoothing: target ``1 - label_smoothing``), fake rows the other class.
+
+    Args:
+        real_logp, fake_logp (`torch.Tensor`): `(N, 2)` / `(M, 2)` class log-probabilities
+            (:meth:`SequenceDiscriminator.log_probs`).
+
+    Returns:
+        ``(loss, accuracy on real, accuracy on fake)``; the loss is the mean over real rows plus the
+        mean over fake rows.
+    """
+    if real_logp.shape[-1] != 2 or fake_logp.shape[-1] != 2:
+        raise ValueError(f"A real/fake discriminator needs two classes (num_labels 1 or 2), got {real_logp.shape[-1]}.")
+    fake_label = 1 - real_label
+    real_term = (1.0 - label_smoothing) * real_logp[:, real_label] + label_smoothing * real_logp[:, fake_label]
+    loss = -real_term.mean() - fake_logp[:, fake_label].mean()
+    half = torch.log(torch.tensor(0.5))
+    acc_real = (real_logp[:, real_label] > half).float().mean()
+    acc_fake = (fake_logp[:, real_label] < half).float().mean()
+    return loss, acc_real.detach(), acc_fake.detach()
+
+
+def build_default_discriminator(
+    tokenizer,
+    *,
+    conditional: bool = True,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: Optional[int] = None,
+    vocab_size: Optional[int] = None,
+    max_length: int = 512,
+    dropout: float = 0.1,
+    seed: int = 0,
+) -> "SequenceDiscriminator":
+    """A small BERT-style real/fake classifier on the generator's own vocabulary (so ids are shared
+    and soft one-hots can be fed to its embeddings), randomly initialised with ``seed``."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    heads = num_heads or max(1, hidden_size // 16)
+    if hidden_size % heads:
+        raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={heads}.")
+    config = BertConfig(
+        vocab_size=max(vocab_size or 0, len(tokenizer)), hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=heads, intermediate_size=4 * hidden_size, max_position_embeddings=max_length,
+        type_vocab_size=2, pad_token_id=tokenizer.pad_token_id, num_labels=2, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, id2label={0: "fake", 1: "real"}, label2id={"fake": 0, "real": 1},
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(config)
+    return SequenceDiscriminator(model, tokenizer, conditional=conditional, max_length=max_length)

@@ -1,0 +1,469 @@
+"""AdversarialTrainer: GAN training of any pretrained seq2seq model with discriminator rewards.
+
+A discriminator D, trained inside the same ``trainer.train()`` on real ``(x, y)`` against fake
+``(x, ŷ)`` pairs, judges the generator's samples; the generator is updated by
+
+- ``generator_update="reinforce"``: policy gradient (REINFORCE) on sampled outputs, with a reward
+  from D (a probability, log-probability or log-odds) and/or ``reward_funcs``, and a baseline
+  (moving average, greedy self-critical as in SCST, or leave-one-out over ``num_samples``). The
+  reward is per sequence, or per token from Monte-Carlo rollouts (``rollouts=N``, SeqGAN, Yu et al.
+  2017, https://arxiv.org/abs/1609.05473) or from D scoring every prefix (``step_rewards=True``,
+  discounted by ``gamma``; Li et al. 2017, de Masson d'Autume et al. 2019);
+- ``generator_update="gumbel"``: straight-through Gumbel-softmax through the differentiable rollout
+  into D's input embeddings (RelGAN, Nie et al. 2019, https://openreview.net/forum?id=rJedV3R5tm),
+  with the temperature τ following a `Schedule`;
+
+plus, for both, an MLE term on the gold pairs (teacher-forcing interleave, Li et al. 2017), an
+optional KL penalty to the frozen starting model and an entropy bonus. With ``reward_funcs`` and
+``use_discriminator=False`` it is self-critical sequence training on a metric alone (e.g. ROUGE).
+
+Order within a step: sample -> rewards from the current D -> generator loss -> D update on the same
+samples. D's update accumulates over gradient-accumulation micro-batches like the generator's, so
+accumulation is exact (with deterministic decoding and no moving-average baseline, 2 x 8 equals
+1 x 16). Evaluation is the plain teacher-forced loss, as in `Seq2SeqTrainer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+
+from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+from ..rewards import (
+    REWARD_KINDS,
+    DiscriminatorReward,
+    MovingAverageBaseline,
+    TextReward,
+    discounted_returns,
+    leave_one_out_baseline,
+    monte_carlo_rewards,
+    self_critical_baseline,
+    step_level_rewards,
+)
+from ..rollout import Encoded, RolloutEngine, check_seq2seq_model, token_logprobs
+from ..sampling import unwrap_model
+from ..schedules import as_schedule, schedule_field
+from ._base import BaseTrainer, apply_peft
+
+__all__ = ["AdversarialConfig", "AdversarialTrainer"]
+
+UPDATES = ("reinforce", "gumbel")
+BASELINES = ("moving_average", "self_critical", "leave_one_out", "none")
+
+
+@dataclasses.dataclass
+class AdversarialConfig(Seq2SeqTrainingArguments):
+    """Configuration of :class:`AdversarialTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
+
+    Generator update: ``generator_update``, ``reward``, ``baseline`` (+ ``baseline_decay``),
+    ``num_samples``, ``rollouts``, ``step_rewards`` (+ ``gamma``), ``tau``, ``gumbel_loss``.
+    Sampling: ``max_new_tokens``, ``min_new_tokens``, ``do_sample``, ``sampling_temperature``,
+    ``top_k``, ``top_p``. Loss mix: ``adversarial_weight``, ``mle_weight``, ``kl_coef``,
+    ``entropy_coef``, ``discriminator_reward_weight``, ``reward_weights``. Discriminator:
+    ``use_discriminator``, ``conditional_discriminator``, ``discriminator_learning_rate``,
+    ``discriminator_steps``, ``discriminator_label_smoothing``, ``discriminator_pretrain_steps``,
+    ``discriminator_max_grad_norm`` and the default discriminator's size.
+    """
+
+    generator_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How the generator learns from the rewards: one of {UPDATES}."})
+    reward: str = dataclasses.field(default="prob", metadata={"help": f"The discriminator reward: one of {REWARD_KINDS} (p(real), log p(real), log-odds)."})
+    baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
+    baseline_decay: float = dataclasses.field(default=0.9, metadata={"help": "Decay of the moving-average baseline."})
+    num_samples: int = dataclasses.field(default=1, metadata={"help": "Samples per source (>= 2 for the leave-one-out baseline)."})
+    rollouts: int = dataclasses.field(default=0, metadata={"help": "Monte-Carlo completions per prefix for per-token rewards (SeqGAN); 0 = sequence-level reward."})
+    step_rewards: bool = dataclasses.field(default=False, metadata={"help": "Per-token rewards from the discriminator scoring every prefix (REGS/ScratchGAN)."})
+    gamma: float = dataclasses.field(default=1.0, metadata={"help": "Discount of per-step rewards (step_rewards=True)."})
+    tau: str = schedule_field("1.0", "Gumbel-softmax temperature (generator_update='gumbel'), over optimizer steps.")
+    gumbel_loss: str = dataclasses.field(default="standard", metadata={"help": "Generator loss of the gumbel mode: 'standard' (-log D(fake)) or 'relativistic' (RelGAN: -log sigmoid(D(fake) - D(real)))."})
+    max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens sampled per output; defaults to the batch's label length."})
+    min_new_tokens: int = dataclasses.field(default=0, metadata={"help": "EOS is blocked before this many sampled tokens."})
+    do_sample: bool = dataclasses.field(default=True, metadata={"help": "Sample the generator's outputs (False: greedy, deterministic)."})
+    sampling_temperature: float = dataclasses.field(default=1.0, metadata={"help": "Temperature of the generator's samples."})
+    top_k: int = dataclasses.field(default=0, metadata={"help": "Top-k of the generator's samples (0 = off)."})
+    top_p: float = dataclasses.field(default=1.0, metadata={"help": "Top-p of the generator's samples (1 = off)."})
+    adversarial_weight: str = schedule_field("1.0", "Weight of the policy-gradient / Gumbel loss.")
+    mle_weight: str = schedule_field("1.0", "Weight of the teacher-forced MLE loss on gold pairs (0 = pure adversarial).")
+    kl_coef: float = dataclasses.field(default=0.0, metadata={"help": "KL penalty to the frozen starting model (0 = off; no copy is made)."})
+    entropy_coef: float = dataclasses.field(default=0.0, metadata={"help": "Entropy bonus on the generator's token distributions."})
+    discriminator_reward_weight: float = dataclasses.field(default=1.0, metadata={"help": "Weight of the discriminator's reward next to reward_funcs."})
+    reward_weights: Optional[list[float]] = dataclasses.field(default=None, metadata={"help": "One weight per reward function (default 1 each)."})
+    use_discriminator: bool = dataclasses.field(default=True, metadata={"help": "Train and use a discriminator (False: rewards from reward_funcs alone)."})
+    conditional_discriminator: bool = dataclasses.field(default=True, metadata={"help": "The default discriminator judges (source, output) pairs; False: outputs alone."})
+    discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator's own AdamW."})
+    discriminator_steps: int = dataclasses.field(default=1, metadata={"help": "Discriminator updates per generator step."})
+    discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
+    discriminator_pretrain_steps: int = dataclasses.field(default=0, metadata={"help": "Optimizer steps at the start that train only the discriminator."})
+    discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
+    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
+    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, value, choices in (("generator_update", self.generator_update, UPDATES), ("reward", self.reward, REWARD_KINDS),
+                                     ("baseline", self.baseline, BASELINES), ("gumbel_loss", self.gumbel_loss, ("standard", "relativistic"))):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {choices}.")
+        if isinstance(self.rollouts, bool) or not isinstance(self.rollouts, int) or self.rollouts < 0:
+            raise ValueError(f"rollouts must be an integer >= 1 for Monte-Carlo rewards (0 = off), got {self.rollouts!r}.")
+        if self.rollouts and self.step_rewards:
+            raise ValueError("rollouts (Monte-Carlo) and step_rewards (discriminator on prefixes) are two ways to get per-token rewards: pick one.")
+        if self.generator_update == "gumbel" and (self.rollouts or self.step_rewards):
+            raise ValueError("rollouts/step_rewards are REINFORCE options; generator_update='gumbel' backpropagates through D instead.")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}.")
+        if self.baseline == "leave_one_out" and self.num_samples < 2:
+            raise ValueError("baseline='leave_one_out' needs num_samples >= 2 (the other samples of a source are the baseline).")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(f"gamma must be in [0, 1] and baseline_decay in [0, 1), got {self.gamma} and {self.baseline_decay}.")
+        if not 0.0 <= self.discriminator_label_smoothing < 0.5:
+            raise ValueError(f"discriminator_label_smoothing must be in [0, 0.5), got {self.discriminator_label_smoothing}.")
+        if self.discriminator_steps < 1:
+            raise ValueError(f"discriminator_steps must be >= 1, got {self.discriminator_steps}.")
+        if self.discriminator_steps > 1 and self.gradient_accumulation_steps > 1:
+            raise ValueError("discriminator_steps > 1 with gradient_accumulation_steps > 1 is not supported: the discriminator's update "
+                             "accumulates with the generator's. Use one of the two.")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.sampling_temperature <= 0:
+            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}; use do_sample=False for greedy outputs.")
+        self.tau = str(as_schedule(self.tau, name="tau", low=1e-6))
+        self.adversarial_weight = str(as_schedule(self.adversarial_weight, name="adversarial_weight", low=0.0))
+        self.mle_weight = str(as_schedule(self.mle_weight, name="mle_weight", low=0.0))
+
+
+class AdversarialTrainer(BaseTrainer):
+    """GAN training of a seq2seq generator against a discriminator (see the module docstring).
+
+    Args:
+        model: the generator, an `AutoModelForSeq2SeqLM` (or a `PeftModel` around one).
+        discriminator (*optional*): a :class:`~hf_seqgan.discriminators.SequenceDiscriminator`, or an
+            `AutoModelForSequenceClassification` with ``discriminator_processing_class`` its
+            tokenizer. None: a small classifier built from the generator's vocabulary.
+        args (`AdversarialConfig`).
+        discriminator_processing_class (*optional*): the tokenizer of a raw classifier.
+        peft_config, discriminator_peft_config (*optional*): LoRA (or other) configs for the
+            generator and the discriminator's classifier.
+        reward_funcs (*optional*): callables ``fn(sources, outputs, references) -> scores`` or
+            `evaluate` metrics (scored against the references), added to D's reward with
+            ``reward_weights``.
+        reward_metric_keys (*optional*): for each metric in ``reward_funcs``, the result used.
+        Other arguments: as in `Seq2SeqTrainer`.
+    """
+
+    def __init__(
+        self,
+        model,
+        discriminator=None,
+        args: Optional[AdversarialConfig] = None,
+        data_collator: Optional[Callable] = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        compute_metrics: Optional[Callable] = None,
+        callbacks: Optional[list] = None,
+        optimizers: tuple = (None, None),
+        preprocess_logits_for_metrics: Optional[Callable] = None,
+        peft_config=None,
+        discriminator_peft_config=None,
+        discriminator_processing_class=None,
+        reward_funcs: Optional[Sequence] = None,
+        reward_metric_keys: Optional[Sequence[Optional[str]]] = None,
+    ):
+        if model is None:
+            raise ValueError("AdversarialTrainer needs a generator model (an AutoModelForSeq2SeqLM).")
+        check_seq2seq_model(model)
+        if args is None:
+            args = AdversarialConfig(output_dir=f"{type(unwrap_model(model)).__name__}-adversarial")
+        elif not isinstance(args, AdversarialConfig):
+            raise TypeError(f"args must be an AdversarialConfig, got {type(args).__name__}.")
+        if processing_class is None:
+            raise ValueError("AdversarialTrainer needs processing_class (the generator's tokenizer): rewards and the default discriminator read texts and ids through it.")
+        if peft_config is not None:
+            model = apply_peft(model, peft_config, what="generator")
+        reward_funcs = list(reward_funcs or [])
+        if not args.use_discriminator and not reward_funcs:
+            raise ValueError("use_discriminator=False leaves no reward: pass reward_funcs (e.g. an evaluate ROUGE metric).")
+        if args.reward_weights is not None and len(args.reward_weights) != len(reward_funcs):
+            raise ValueError(f"reward_weights has {len(args.reward_weights)} weights for {len(reward_funcs)} reward functions.")
+        if data_collator is None:
+            data_collator = DataCollatorForSeq2Seq(processing_class)
+        super().__init__(
+            model=model, args=args, data_collator=data_collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            processing_class=processing_class, compute_metrics=compute_metrics, callbacks=callbacks, optimizers=optimizers,
+            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        )
+        # the loss is scaled here (per-row means over the micro-batch / accumulation steps, the MLE
+        # term by the label count of the accumulated batch), which needs the Trainer to count it
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self.engine = RolloutEngine(self.model, processing_class)
+        self.tau = as_schedule(args.tau)
+        self.adversarial_weight = as_schedule(args.adversarial_weight)
+        self.mle_weight = as_schedule(args.mle_weight)
+        self.baseline = MovingAverageBaseline(args.baseline_decay)
+        self.discriminator: Optional[SequenceDiscriminator] = None
+        if args.use_discriminator:
+            self.discriminator = self._make_discriminator(discriminator, discriminator_processing_class, discriminator_peft_config)
+        elif discriminator is not None:
+            raise ValueError("A discriminator was given with use_discriminator=False: drop one of the two.")
+        keys = list(reward_metric_keys or [None] * len(reward_funcs))
+        self.reward_funcs = [TextReward(fn, processing_class, key=key) for fn, key in zip(reward_funcs, keys)]
+        self.reward_weights = list(args.reward_weights or [1.0] * len(reward_funcs))
+        self.ref_model = None
+        if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
+            self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ set-up
+    def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
+        args = self.args
+        if discriminator is None:
+            discriminator = build_default_discriminator(
+                self.processing_class, conditional=args.conditional_discriminator,
+                hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers, seed=args.seed,
+            )
+        elif not isinstance(discriminator, SequenceDiscriminator):
+            if tokenizer is None:
+                raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); "
+                                 "or pass a hf_seqgan SequenceDiscriminator.")
+            discriminator = SequenceDiscriminator(discriminator, tokenizer, conditional=args.conditional_discriminator)
+        if peft_config is not None:
+            discriminator.model = apply_peft(discriminator.model, peft_config, what="discriminator")
+        shares = discriminator.shares_vocabulary(self.processing_class)
+        if args.generator_update == "gumbel":
+            if not shares:
+                raise ValueError(
+                    "generator_update='gumbel' feeds the generator's soft one-hots into the discriminator's embeddings, so the "
+                    "discriminator must share the generator's vocabulary (same tokenizer vocabulary). Use the default "
+                    "discriminator, one built on the generator's tokenizer, or generator_update='reinforce'."
+                )
+            discriminator.check_soft_inputs()
+        self.add_auxiliary(
+            "discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
+            max_grad_norm=args.discriminator_max_grad_norm or None, processing_class=discriminator.tokenizer,
+        )
+        self._d_reward = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
+        return discriminator
+
+    def _extra_state(self) -> dict:
+        state = {"baseline": self.baseline.state_dict()}
+        if self.ref_model is not None:
+            state["ref_model"] = self.ref_model.state_dict()
+        return state
+
+    def _load_extra_state(self, state: dict) -> None:
+        self.baseline.load_state_dict(state["baseline"])
+        if self.ref_model is not None and "ref_model" in state:
+            self.ref_model.load_state_dict(state["ref_model"])
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs)
+        if return_outputs:
+            raise ValueError("AdversarialTrainer computes no model outputs during training (return_outputs=True).")
+        return self._adversarial_loss(model, inputs, num_items_in_batch)
+
+    def _adversarial_loss(self, model, inputs, num_items_in_batch):
+        args, step = self.args, self.state.global_step
+        labels = inputs.get("labels")
+        needs_labels = self.discriminator is not None or float(self.mle_weight(step)) > 0 or any(f.needs_references for f in self.reward_funcs)
+        if labels is None and (needs_labels or args.max_new_tokens is None):
+            raise ValueError("The batch has no `labels`: the discriminator's real examples, the MLE term, metric rewards and the default "
+                             "sample length need the gold targets. Tokenize them into a `labels` column.")
+        src = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        max_new = args.max_new_tokens or labels.shape[1]
+        with torch.no_grad():
+            encoded = self.engine.encode(**src)
+        sampling = dict(do_sample=args.do_sample, temperature=args.sampling_temperature, top_k=args.top_k or None, top_p=args.top_p)
+        pretraining = self.discriminator is not None and step < args.discriminator_pretrain_steps
+        total = torch.zeros((), device=src["input_ids"].device, requires_grad=True)
+        if args.generator_update == "gumbel":
+            fakes, adv_loss, logits, seq_mask = self._gumbel_loss(src, labels, max_new)
+        else:
+            fakes = self.engine.sample(encoded=encoded, max_new_tokens=max_new, min_new_tokens=args.min_new_tokens, num_samples=args.num_samples, **sampling)
+            adv_loss, logits, seq_mask = None, None, fakes.attention_mask
+        if not pretraining:
+            mle_w, adv_w = float(self.mle_weight(step)), float(self.adversarial_weight(step))
+            if args.generator_update == "reinforce":
+                adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, fakes, labels, sampling, mle_w > 0)
+            else:
+                mle_logits = model(**src, labels=labels).logits if mle_w > 0 else None
+            total = total + adv_w * adv_loss / accumulation
+            if mle_logits is not None:
+                count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum() * accumulation
+                mle = F.cross_entropy(mle_logits.float().reshape(-1, mle_logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                      reduction="sum", label_smoothing=args.label_smoothing_factor)
+                total = total + mle_w * mle / count
+                self.record(mle_loss=mle.detach() / labels.ne(-100).sum().clamp_min(1))
+            total = total + self._regularizers(src, fakes, logits, seq_mask, accumulation)
+            self.record(adversarial_weight=adv_w, mle_weight=mle_w)
+        if self.discriminator is not None:
+            self._discriminator_update(src, labels, fakes.sequences.detach(), seq_mask, fakes.source_index)
+        self.record(output_length=fakes.attention_mask.sum(-1).float().mean())
+        return total
+
+    def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool):
+        """REINFORCE: one forward of the (possibly DDP-wrapped) generator over the sampled rows, plus
+        the gold rows when the MLE term is on."""
+        args = self.args
+        rewards = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T)
+        baseline = self._baseline(src, encoded, fakes, labels, rewards)
+        advantage = (rewards - baseline).detach()
+        rows, steps = fakes.sequences.shape
+        dec = [fakes.decoder_input_ids]
+        if with_mle:
+            gold_dec = unwrap_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
+            width = max(steps, gold_dec.shape[1])
+            dec = [F.pad(d, (0, width - d.shape[1]), value=self.engine.pad_token_id) for d in (dec[0], gold_dec)]
+        index = torch.cat([fakes.source_index, torch.arange(labels.shape[0], device=labels.device)]) if with_mle else fakes.source_index
+        out = model(input_ids=src["input_ids"][index], attention_mask=src["attention_mask"][index], decoder_input_ids=torch.cat(dec), use_cache=False)
+        logits = out.logits[:rows, :steps]  # (R, T, V)
+        logp = token_logprobs(logits, fakes.sequences, fakes.attention_mask)  # (R, T)
+        if advantage.dim() == 1:
+            loss = -(advantage * logp.sum(-1)).mean()
+        else:
+            loss = -(advantage * logp).sum() / rows
+        self.record(reward=rewards.float().mean(), baseline=torch.as_tensor(baseline).float().mean(), pg_loss=loss.detach())
+        mle_logits = out.logits[rows:, : labels.shape[1]] if with_mle else None
+        return loss, logits, mle_logits
+
+    def _score_fn(self, src, source_texts):
+        def score(sequences, mask, source_index):
+            return self._d_reward(sequences, mask, source_index, source_ids=src["input_ids"], source_texts=source_texts)
+
+        return score
+
+    def _rewards(self, src, encoded, fakes, labels, sampling) -> torch.Tensor:
+        args = self.args
+        needs_texts = bool(self.reward_funcs) or (self._d_reward.text_path if self.discriminator is not None else False)
+        source_texts = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True) if needs_texts else None
+        per_token = args.rollouts > 0 or args.step_rewards
+        total = torch.zeros(fakes.sequences.shape if per_token else fakes.sequences.shape[:1], device=fakes.sequences.device)
+        if self.discriminator is not None:
+            self.discriminator.eval()
+            score = self._score_fn(src, source_texts)
+            if args.rollouts:
+                d = monte_carlo_rewards(self.engine, encoded, fakes, score, num_rollouts=args.rollouts, **sampling)
+            elif args.step_rewards:
+                d = discounted_returns(step_level_rewards(fakes, score, self.engine.pad_token_id), fakes.attention_mask, args.gamma)
+            else:
+                d = score(fakes.sequences, fakes.attention_mask, fakes.source_index)
+            self.record(discriminator_reward=(d.sum() / fakes.attention_mask.sum()) if per_token else d.mean())
+            total = total + args.discriminator_reward_weight * d
+        if self.reward_funcs:
+            references = self._references(labels)
+            for fn, weight in zip(self.reward_funcs, self.reward_weights):
+                r = fn(fakes.sequences, fakes.attention_mask, fakes.source_index, source_texts=source_texts, references=references)
+                self.record(**{f"reward_{fn.name}": r.mean()})
+                total = total + weight * (r[:, None] * fakes.attention_mask if per_token else r)
+        return total
+
+    def _references(self, labels):
+        if labels is None:
+            return None
+        return self.processing_class.batch_decode(labels.masked_fill(labels < 0, self.engine.pad_token_id), skip_special_tokens=True)
+
+    def _baseline(self, src, encoded, fakes, labels, rewards):
+        args = self.args
+        if args.baseline == "none":
+            return torch.zeros_like(rewards)
+        if args.baseline == "leave_one_out":
+            return leave_one_out_baseline(rewards, args.num_samples)
+        if args.baseline == "moving_average":
+            return self.baseline(rewards[fakes.attention_mask.bool()] if rewards.dim() == 2 else rewards).flatten()[:1].expand_as(rewards)
+        greedy = self.engine.sample(encoded=encoded, max_new_tokens=fakes.sequences.shape[1], do_sample=False)
+        base = self_critical_baseline(self._sequence_rewards(src, greedy, labels), fakes.source_index)
+        return base[:, None] * fakes.attention_mask if rewards.dim() == 2 else base
+
+    def _sequence_rewards(self, src, rollout, labels) -> torch.Tensor:
+        """Sequence-level reward of a rollout (the self-critical baseline's reward)."""
+        total = torch.zeros(rollout.sequences.shape[0], device=rollout.sequences.device)
+        source_texts = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True) if self.reward_funcs else None
+        if self.discriminator is not None:
+            total = total + self.args.discriminator_reward_weight * self._score_fn(src, source_texts)(rollout.sequences, rollout.attention_mask, rollout.source_index)
+        references = self._references(labels) if self.reward_funcs else None
+        for fn, weight in zip(self.reward_funcs, self.reward_weights):
+            total = total + weight * fn(rollout.sequences, rollout.attention_mask, rollout.source_index, source_texts=source_texts, references=references)
+        return total
+
+    def _gumbel_loss(self, src, labels, max_new):
+        """RelGAN: straight-through Gumbel-softmax samples into D's input embeddings."""
+        args, step = self.args, self.state.global_step
+        if self.args.world_size > 1:
+            raise NotImplementedError("generator_update='gumbel' decodes step by step through the unwrapped generator, which a "
+                                      "multi-process (DDP) run cannot synchronise; use generator_update='reinforce' there.")
+        tau = float(self.tau(step))
+        soft = self.engine.differentiable(**src, max_new_tokens=max_new, min_new_tokens=args.min_new_tokens, tau=tau, hard=True,
+                                          num_samples=args.num_samples, noise=args.do_sample)
+        disc = self.discriminator
+        disc.eval()
+        fake_logp = disc.log_probs(disc.logits_from_soft(soft.soft_tokens, soft.attention_mask, src["input_ids"], soft.source_index, frozen=True))
+        real_label = self._d_reward.real_label
+        if args.gumbel_loss == "relativistic":
+            with torch.no_grad():
+                real_logp = disc.log_probs(disc.logits_from_ids(labels, src["input_ids"], None))
+            fake_odds = fake_logp[:, real_label] - fake_logp[:, 1 - real_label]
+            real_odds = (real_logp[:, real_label] - real_logp[:, 1 - real_label])[soft.source_index]
+            loss = -F.logsigmoid(fake_odds - real_odds).mean()
+        else:
+            loss = -fake_logp[:, real_label].mean()
+        self.record(tau=tau, gumbel_loss=loss.detach(), reward=fake_logp[:, real_label].exp().mean())
+        return soft, loss, soft.logits, soft.attention_mask
+
+    def _regularizers(self, src, fakes, logits, mask, accumulation):
+        """KL to the starting model (k3 estimator) and the entropy bonus, per token, averaged per row."""
+        args = self.args
+        extra = torch.zeros((), device=mask.device)
+        if logits is None or (args.kl_coef == 0 and args.entropy_coef == 0):
+            return extra
+        logp_all = torch.log_softmax(logits.float(), -1)  # (R, T, V)
+        tokens = mask.sum().clamp_min(1)
+        if args.entropy_coef:
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # (R, T)
+            mean_entropy = (entropy * mask).sum() / tokens
+            extra = extra - args.entropy_coef * mean_entropy / accumulation
+            self.record(entropy=mean_entropy.detach())
+        if args.kl_coef:
+            ref_logp = self._reference_logprobs(src, fakes)
+            logp = logp_all.gather(-1, fakes.sequences[..., None]).squeeze(-1)
+            delta = ref_logp - logp
+            kl = ((delta.exp() - delta - 1) * mask).sum() / tokens
+            extra = extra + args.kl_coef * kl / accumulation
+            self.record(kl=kl.detach())
+        return extra
+
+    @torch.no_grad()
+    def _reference_logprobs(self, src, fakes):
+        index = fakes.source_index
+        kwargs = dict(input_ids=src["input_ids"][index], attention_mask=src["attention_mask"][index], decoder_input_ids=fakes.decoder_input_ids)
+        if self.ref_model is not None:
+            logits = self.ref_model(**kwargs).logits
+        else:
+            with self.model.disable_adapter():
+                logits = self.model(**kwargs).logits
+        return token_logprobs(logits, fakes.sequences, fakes.attention_mask)
+
+    def _discriminator_update(self, src, labels, fake_sequences, fake_mask, source_index) -> None:
+        args, disc = self.args, self.discriminator
+        real_label = self._d_reward.real_label
+        real_ids = labels.masked_fill(labels < 0, self.engine.pad_token_id)
+        fake_ids = fake_sequences.masked_fill(fake_mask == 0, self.engine.pad_token_id)
+        disc.train()
+        for _ in range(args.discriminator_steps):
+            if self._d_reward.text_path:
+                sources = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True)
+                real = disc.logits_from_texts(self.processing_class.batch_decode(real_ids, skip_special_tokens=True), sources if disc.conditional else None)
+                fake_texts = self.processing_class.batch_decode(fake_ids, skip_special_tokens=True)
+                fake = disc.logits_from_texts(fake_texts, [sources[i] for i in source_index.tolist()] if disc.conditional else None)
+            else:
+                real = disc.logits_from_ids(real_ids, src["input_ids"] if disc.conditional else None)
+                fake = disc.logits_from_ids(fake_ids, src["input_ids"] if disc.conditional else None, source_index if disc.conditional else None)
+            loss, acc_real, acc_fake = discriminator_loss(disc.log_probs(real), disc.log_probs(fake), real_label, args.discriminator_label_smoothing)
+            self.auxiliary_step("discriminator", loss)
+        self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake)

@@ -1,0 +1,186 @@
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BartConfig, BartForSequenceClassification
+
+from hf_seqgan.discriminators import build_default_discriminator
+from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
+
+
+@pytest.fixture
+def train_set(tokenizer, corpus):
+    rows = corpus[:64]
+    enc = tokenizer([r["article"] for r in rows], truncation=True, max_length=40)
+    labels = tokenizer([r["headline"] for r in rows], truncation=True, max_length=12).input_ids
+    return Dataset.from_dict({"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "labels": labels})
+
+
+def _config(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=1e-3, report_to="none",
+        use_cpu=True, save_strategy="no", logging_steps=1, seed=0, max_new_tokens=8, dataloader_num_workers=0,
+    )
+    base.update(kw)
+    return AdversarialConfig(**base)
+
+
+def _token_share(model, tokenizer, token, batch, n=4, seed=0):
+    from hf_seqgan.rollout import RolloutEngine
+
+    engine = RolloutEngine(model, tokenizer)
+    model.eval()
+    out = engine.sample(**batch, max_new_tokens=8, num_samples=n, generator=torch.Generator().manual_seed(seed))
+    real = out.attention_mask.bool()
+    return (out.sequences[real] == token).float().mean().item()
+
+
+@pytest.mark.parametrize("family", ["bart", "t5", "marian"])
+def test_reinforce_raises_the_frequency_of_a_rewarded_token(family, make_model, tokenizer, train_set, source_batch, tmp_path):
+    model = make_model(family)
+    token = tokenizer.convert_tokens_to_ids("Ġjapan") if "Ġjapan" in tokenizer.get_vocab() else 50
+
+    def prefers_token(sources, outputs, references):
+        ids = tokenizer(outputs, add_special_tokens=False).input_ids
+        return [sum(t == token for t in row) / max(len(row), 1) for row in ids]
+
+    before = _token_share(model, tokenizer, token, source_batch)
+    args = _config(tmp_path, max_steps=25, use_discriminator=False, mle_weight="0", learning_rate=3e-3, num_samples=2, baseline="leave_one_out")
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer, reward_funcs=[prefers_token])
+    trainer.train()
+    after = _token_share(trainer.model, tokenizer, token, source_batch)
+    assert after > before + 0.05, (before, after)
+    logged = [h for h in trainer.state.log_history if "reward_prefers_token" in h]
+    assert logged and logged[-1]["reward_prefers_token"] > logged[0]["reward_prefers_token"]
+
+
+def test_discriminator_learns_against_an_untrained_generator(make_model, tokenizer, train_set, tmp_path):
+    model = make_model("bart", warm=False)
+    args = _config(tmp_path, max_steps=30, discriminator_pretrain_steps=30, discriminator_learning_rate=2e-3)
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    history = [h for h in trainer.state.log_history if "d_acc_real" in h]
+    last = history[-5:]
+    acc = sum(0.5 * (h["d_acc_real"] + h["d_acc_fake"]) for h in last) / len(last)
+    assert acc > 0.75, history[-5:]
+    # during discriminator pre-training the generator does not move
+    assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+
+
+def test_reinforce_gradient_is_the_score_function_gradient(make_model, tokenizer, train_set, tmp_path):
+    """-(A * sum_t log p(y_t)) per row, averaged: compare the trainer's gradient with a direct one."""
+    model = make_model("t5")
+    rewards = {}
+
+    def length_reward(sources, outputs, references):
+        r = [float(len(o)) for o in outputs]
+        rewards["last"] = r
+        return r
+
+    args = _config(tmp_path, use_discriminator=False, mle_weight="0", baseline="none", max_steps=1)
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer, reward_funcs=[length_reward])
+    batch = trainer.data_collator([train_set[i] for i in range(4)])
+    trainer.model.train()
+    torch.manual_seed(3)
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    grads = torch.autograd.grad(loss, [p for p in trainer.model.parameters() if p.requires_grad], allow_unused=True)
+    # the same samples again (same seed), and the analytic estimator on them
+    torch.manual_seed(3)
+    fakes = trainer.engine.sample(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8)
+    advantage = torch.tensor(rewards["last"])
+    scored = trainer.engine.score(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], sequences=fakes.sequences, sequence_mask=fakes.attention_mask)
+    manual = -(advantage * scored.logprobs.sum(-1)).mean()
+    ref = torch.autograd.grad(manual, [p for p in trainer.model.parameters() if p.requires_grad], allow_unused=True)
+    for g, r in zip(grads, ref):
+        if r is None:
+            assert g is None or g.abs().max() == 0
+        else:
+            assert torch.allclose(g, r, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", [dict(rollouts=2), dict(step_rewards=True, gamma=0.9), dict(generator_update="gumbel", tau="linear:1,0.5,4")])
+def test_discriminator_modes_train_and_log(mode, make_model, tokenizer, train_set, tmp_path):
+    model = make_model("bart")
+    args = _config(tmp_path, max_steps=2, **mode)
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+    logs = {k for h in trainer.state.log_history for k in h}
+    assert {"d_loss", "d_acc_real", "d_acc_fake", "output_length"} <= logs
+    assert ("tau" in logs) == (mode.get("generator_update") == "gumbel")
+
+
+def test_gumbel_soft_path_equals_ids_path(tokenizer, make_model, source_batch):
+    disc = build_default_discriminator(tokenizer, conditional=True, seed=0).eval()
+    targets = tokenizer(["japan army signs", "peru", "a b c", "kenya team"], return_tensors="pt", padding=True).input_ids
+    mask = (targets != tokenizer.pad_token_id).long()
+    one_hot = torch.nn.functional.one_hot(targets, len(tokenizer)).float().requires_grad_()
+    soft = disc.logits_from_soft(one_hot, mask, source_batch.input_ids)
+    ids = disc.logits_from_ids(targets, source_batch.input_ids)
+    assert torch.allclose(soft, ids, atol=1e-5)
+    soft.sum().backward()
+    assert one_hot.grad.abs().sum() > 0
+
+
+def test_resume_from_checkpoint_is_exact(make_model, tokenizer, train_set, tmp_path):
+    def run(out, steps, resume=None, save=False):
+        args = _config(out, max_steps=steps, save_strategy="steps" if save else "no", save_steps=2, num_samples=2,
+                       baseline="moving_average", mle_weight="0.5")
+        trainer = AdversarialTrainer(make_model("bart"), args=args, train_dataset=train_set, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    straight = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2, save=True)
+    resumed = run(tmp_path / "b", 4, resume=str(tmp_path / "b" / "checkpoint-2"))
+    for (n, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.equal(p, q), n
+    d1, d2 = straight.auxiliary("discriminator"), resumed.auxiliary("discriminator")
+    for (n, p), (_, q) in zip(d1.unwrapped.named_parameters(), d2.unwrapped.named_parameters()):
+        assert torch.equal(p, q), n
+    assert straight.baseline.value == pytest.approx(resumed.baseline.value, abs=1e-7)
+    # save_model writes the generator and the discriminator
+    resumed.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "config.json").exists() and (tmp_path / "final" / "discriminator" / "config.json").exists()
+
+
+def test_gradient_accumulation_is_exact(make_model, tokenizer, train_set, tmp_path):
+    def run(out, bs, ga):
+        args = _config(out, max_steps=2, per_device_train_batch_size=bs, gradient_accumulation_steps=ga, do_sample=False,
+                       baseline="none", mle_weight="1.0")
+        trainer = AdversarialTrainer(make_model("bart"), args=args, train_dataset=train_set, processing_class=tokenizer)
+        trainer.train()
+        return trainer
+
+    one = run(tmp_path / "a", 16, 1)
+    two = run(tmp_path / "b", 8, 2)
+    for (n, p), (_, q) in zip(one.model.named_parameters(), two.model.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+    for (n, p), (_, q) in zip(one.auxiliary("discriminator").unwrapped.named_parameters(), two.auxiliary("discriminator").unwrapped.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_clear_errors(make_model, tokenizer, train_set, tmp_path):
+    model = make_model("bart", warm=False)
+    with pytest.raises(ValueError, match="rollouts must be an integer >= 1"):
+        _config(tmp_path, rollouts=-1)
+    with pytest.raises(ValueError, match="leave_one_out"):
+        _config(tmp_path, baseline="leave_one_out")
+    with pytest.raises(ValueError, match="generator_update='fast'"):
+        _config(tmp_path, generator_update="fast")
+    other = build_default_discriminator(tokenizer)
+    other.tokenizer = type(tokenizer)(tokenizer_object=tokenizer.backend_tokenizer, pad_token="<pad>")
+    other.tokenizer.add_tokens(["zzzextra"])
+    with pytest.raises(ValueError, match="share the generator's vocabulary"):
+        AdversarialTrainer(model, other, args=_config(tmp_path, generator_update="gumbel"), train_dataset=train_set, processing_class=tokenizer)
+    bart_clf = BartForSequenceClassification(BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                                                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
+                                                        decoder_ffn_dim=16, pad_token_id=tokenizer.pad_token_id))
+    with pytest.raises(ValueError, match="cannot take soft inputs"):
+        AdversarialTrainer(model, bart_clf, discriminator_processing_class=tokenizer, args=_config(tmp_path, generator_update="gumbel"),
+                           train_dataset=train_set, processing_class=tokenizer)
+    no_labels = Dataset.from_dict({"input_ids": train_set["input_ids"], "attention_mask": train_set["attention_mask"]})
+    trainer = AdversarialTrainer(model, args=_config(tmp_path), train_dataset=no_labels, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="no `labels`"):
+        trainer.train()
