@@ -39,16 +39,16 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from typing import Callable, Optional
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TopKLogitsWarper
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TopKLogitsWarper
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..rollout import Encoded, RolloutEngine, check_seq2seq_model
 from ..sampling import gumbel_max_sample, gumbel_softmax, soft_embed, unwrap_model
 from ..schedules import Schedule, as_schedule, schedule_field
+from ._base import BaseTrainer, apply_peft
 from ._utils import token_loss_func
 
 __all__ = ["ScheduledSamplingConfig", "ScheduledSamplingTrainer"]
@@ -147,19 +147,7 @@ class ScheduledSamplingConfig(Seq2SeqTrainingArguments):
                              "mode; use mode='parallel' or turn gradient_checkpointing off.")
 
 
-def _apply_peft(model, peft_config):
-    try:
-        from peft import PeftConfig, PeftModel, get_peft_model
-    except ImportError:  # pragma: no cover - peft is a dependency, but keep the error clear
-        raise ImportError("peft_config needs the `peft` library: `pip install peft`.") from None
-    if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be a peft.PeftConfig (e.g. LoraConfig(task_type='SEQ_2_SEQ_LM')), got {type(peft_config).__name__}.")
-    if isinstance(model, PeftModel):
-        raise ValueError("The model is already a PeftModel and a peft_config was given too: pass one or the other.")
-    return get_peft_model(model, peft_config)
-
-
-class ScheduledSamplingTrainer(Seq2SeqTrainer):
+class ScheduledSamplingTrainer(BaseTrainer):
     """A `Seq2SeqTrainer` that trains with scheduled sampling (see the module docstring).
 
     Used exactly like `Seq2SeqTrainer`; evaluation and ``predict_with_generate`` are unchanged (no
@@ -204,7 +192,7 @@ class ScheduledSamplingTrainer(Seq2SeqTrainer):
             raise TypeError(f"args must be a ScheduledSamplingConfig, got {type(args).__name__}; build one with the same "
                             "fields (it subclasses Seq2SeqTrainingArguments).")
         if peft_config is not None:
-            model = _apply_peft(model, peft_config)
+            model = apply_peft(model, peft_config)
         if data_collator is None and processing_class is not None and hasattr(processing_class, "pad"):
             data_collator = DataCollatorForSeq2Seq(processing_class)
         super().__init__(
@@ -221,7 +209,6 @@ class ScheduledSamplingTrainer(Seq2SeqTrainer):
         # decode runs the gold length: a predicted EOS is one more token fed back, not the end.
         self._engine = RolloutEngine(self.model, use_generation_config=False)
         self._engine.eos_token_ids = []
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -253,8 +240,7 @@ class ScheduledSamplingTrainer(Seq2SeqTrainer):
         candidates = labels.ne(-100)  # (B, T) positions with a loss
         candidates[:, 0] = False  # the decoder start is always gold
         replace = (torch.rand(labels.shape, device=labels.device) >= p) & candidates  # (B, T)
-        self._metrics["train"]["gold_probability"].append(p)
-        self._metrics["train"]["replaced_fraction"].append(replace.sum().item() / max(candidates.sum().item(), 1))
+        self.record(gold_probability=p, replaced_fraction=replace.sum() / candidates.sum().clamp_min(1))
 
         if not bool(replace.any()):  # teacher forcing: one ordinary pass
             return inputs
@@ -314,13 +300,3 @@ class ScheduledSamplingTrainer(Seq2SeqTrainer):
             forced_tokens=gold[:, 1:], forced_mask=~replace[:, 1:], **sampling,
         )
         return torch.where(replace, torch.cat([gold[:, :1], rollout.sequences], dim=1), gold)
-
-    # ------------------------------------------------------------------ logging
-    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-        mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        logs.update(metrics)
-        super().log(logs, start_time)
-        self._metrics[mode].clear()
