@@ -7,10 +7,28 @@ The public API is listed in ``__all__``. The building blocks:
 - :mod:`hf_seqgan.sampling`: Gumbel noise, Gumbel-softmax, `soft_embed`;
 - :mod:`hf_seqgan.rollout`: `RolloutEngine`, the one decoding engine (sample, differentiable,
   continue-from-prefixes, teacher-forced score);
+- :mod:`hf_seqgan.logits_process` and :mod:`hf_seqgan.reranking`: temperature schedules, Gumbel
+  sampling, discriminator-guided decoding, best-of-N reranking;
+- :mod:`hf_seqgan.discriminators` and :mod:`hf_seqgan.rewards`: the discriminator adapter, rewards
+  and baselines;
+- :mod:`hf_seqgan.trainers`: `ScheduledSamplingTrainer`, `AdversarialTrainer`;
 - :mod:`hf_seqgan.tiny` and :mod:`hf_seqgan.synthetic`: tiny models, tokenizers and corpora
   built locally, for tests and quick runs with no network.
 """
 
+from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+from .logits_process import DiscriminatorGuidedLogitsProcessor, GumbelSamplingLogitsProcessor, TemperatureScheduleLogitsWarper, sentence_end_token_ids
+from .reranking import RerankOutput, generate_and_rerank
+from .rewards import (
+    DiscriminatorReward,
+    MovingAverageBaseline,
+    TextReward,
+    discounted_returns,
+    leave_one_out_baseline,
+    monte_carlo_rewards,
+    self_critical_baseline,
+    step_level_rewards,
+)
 from .rollout import Encoded, Rollout, RolloutEngine, check_seq2seq_model
 from .sampling import gumbel_max_sample, gumbel_noise, gumbel_softmax, soft_embed
 from .schedules import (
@@ -24,6 +42,8 @@ from .schedules import (
     as_schedule,
     schedule_field,
 )
+
+from .trainers import AdversarialConfig, AdversarialTrainer, ScheduledSamplingConfig, ScheduledSamplingTrainer
 
 __version__ = "0.1.0.dev0"
 
@@ -45,5 +65,26 @@ __all__ = [
     "Encoded",
     "RolloutEngine",
     "check_seq2seq_model",
+    "TemperatureScheduleLogitsWarper",
+    "GumbelSamplingLogitsProcessor",
+    "DiscriminatorGuidedLogitsProcessor",
+    "sentence_end_token_ids",
+    "generate_and_rerank",
+    "RerankOutput",
+    "SequenceDiscriminator",
+    "build_default_discriminator",
+    "discriminator_loss",
+    "DiscriminatorReward",
+    "TextReward",
+    "monte_carlo_rewards",
+    "step_level_rewards",
+    "discounted_returns",
+    "MovingAverageBaseline",
+    "leave_one_out_baseline",
+    "self_critical_baseline",
+    "ScheduledSamplingConfig",
+    "ScheduledSamplingTrainer",
+    "AdversarialConfig",
+    "AdversarialTrainer",
     "__version__",
 ]

@@ -101,6 +101,7 @@ class AdversarialConfig(Seq2SeqTrainingArguments):
     discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
     discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
     discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
+    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -225,6 +226,7 @@ class AdversarialTrainer(BaseTrainer):
             discriminator = build_default_discriminator(
                 self.processing_class, conditional=args.conditional_discriminator,
                 hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers, seed=args.seed,
+                dropout=args.discriminator_dropout, vocab_size=unwrap_model(self.model).config.vocab_size,
             )
         elif not isinstance(discriminator, SequenceDiscriminator):
             if tokenizer is None:
