@@ -158,6 +158,7 @@ class SequenceDiscriminator(torch.nn.Module):
             )
         self.model = model
         self.tokenizer = tokenizer
+        self.train(model.training)  # the adapter's mode is the classifier's
         self.conditional = bool(conditional)
         self.max_length = int(max_length) if max_length is not None else self._default_max_length()
         if self.max_length < 1:
@@ -294,6 +295,31 @@ class SequenceDiscriminator(torch.nn.Module):
             pos_segments = [(positions, seg[1], seg[2]) if i == t else (torch.full_like(seg[0], -1), seg[1], seg[2]) for i, seg in enumerate(segments)]
             out["target_positions"] = _pack(pos_segments, -1)[0]
         return out
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory: str) -> None:
+        """Write the classifier, its tokenizer and the adapter's settings (``conditional``,
+        ``max_length``) to ``save_directory``; :meth:`from_pretrained` reads them back."""
+        import json
+        import os
+
+        self.model.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+        with open(os.path.join(save_directory, "hf_seqgan_discriminator.json"), "w") as f:
+            json.dump({"conditional": self.conditional, "max_length": self.max_length}, f, indent=2)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **model_kwargs) -> "SequenceDiscriminator":
+        """Load a discriminator written by :meth:`save_pretrained` (or any classifier folder)."""
+        import json
+        import os
+
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        settings_file = os.path.join(path, "hf_seqgan_discriminator.json")
+        settings = json.load(open(settings_file)) if os.path.isfile(settings_file) else {}
+        model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs)
+        return cls(model, AutoTokenizer.from_pretrained(path), **settings)
 
     # ------------------------------------------------------------------ soft inputs
     def check_soft_inputs(self) -> None:

@@ -3,7 +3,7 @@ import torch
 from datasets import Dataset
 from transformers import BartConfig, BartForSequenceClassification
 
-from hf_seqgan.discriminators import build_default_discriminator
+from hf_seqgan.discriminators import SequenceDiscriminator, build_default_discriminator
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
 
 
@@ -150,12 +150,19 @@ def test_resume_from_checkpoint_is_exact(make_model, tokenizer, train_set, tmp_p
     # save_model writes the generator and the discriminator
     resumed.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "config.json").exists() and (tmp_path / "final" / "discriminator" / "config.json").exists()
+    reloaded = SequenceDiscriminator.from_pretrained(str(tmp_path / "final" / "discriminator"))
+    batch = train_set[:2]
+    ids = torch.tensor([x + [tokenizer.pad_token_id] * (12 - len(x)) for x in batch["labels"]])
+    src = torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in batch["input_ids"]], batch_first=True, padding_value=tokenizer.pad_token_id)
+    d2.unwrapped.eval()
+    assert torch.allclose(reloaded.eval().logits_from_ids(ids, src), d2.unwrapped.logits_from_ids(ids, src), atol=1e-5)
 
 
 def test_gradient_accumulation_is_exact(make_model, tokenizer, train_set, tmp_path):
     def run(out, bs, ga):
         args = _config(out, max_steps=2, per_device_train_batch_size=bs, gradient_accumulation_steps=ga, do_sample=False,
-                       baseline="none", mle_weight="1.0", discriminator_dropout=0.0)
+                       baseline="none", mle_weight="1.0", discriminator_dropout=0.0, optim="sgd", learning_rate=0.5,
+                       discriminator_optimizer="sgd", discriminator_learning_rate=0.5)
         trainer = AdversarialTrainer(make_model("bart"), args=args, train_dataset=train_set, processing_class=tokenizer)
         trainer.train()
         return trainer

@@ -33,6 +33,7 @@ from transformers import Seq2SeqTrainer, get_scheduler
 __all__ = ["BaseTrainer", "Auxiliary", "apply_peft"]
 
 AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
+AUXILIARY_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 def apply_peft(model, peft_config, *, what: str = "model"):
@@ -86,8 +87,10 @@ class BaseTrainer(Seq2SeqTrainer):
         total_steps: Optional[int] = None,
         max_grad_norm: Optional[float] = 1.0,
         processing_class: Any = None,
+        optimizer: str = "adamw",
     ) -> Auxiliary:
-        """Register ``model`` under ``name`` (also its subfolder in saves) and build its optimizer."""
+        """Register ``model`` under ``name`` (also its subfolder in saves) and build its optimizer
+        (``"adamw"``, ``"adam"`` or ``"sgd"``) and learning-rate scheduler."""
         if name in self._auxiliaries:
             raise ValueError(f"An auxiliary model named {name!r} is already registered.")
         if not learning_rate > 0:
@@ -96,10 +99,12 @@ class BaseTrainer(Seq2SeqTrainer):
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"The {name} has no trainable parameters.")
-        optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-        scheduler = get_scheduler(lr_scheduler_type, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+        if optimizer not in AUXILIARY_OPTIMIZERS:
+            raise ValueError(f"The {name}'s optimizer must be one of {sorted(AUXILIARY_OPTIMIZERS)}, got {optimizer!r}.")
+        opt = AUXILIARY_OPTIMIZERS[optimizer](params, lr=learning_rate, weight_decay=weight_decay)
+        scheduler = get_scheduler(lr_scheduler_type, opt, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
         prepared = self.accelerator.prepare_model(model)
-        aux = Auxiliary(prepared, optimizer, scheduler, max_grad_norm, processing_class)
+        aux = Auxiliary(prepared, opt, scheduler, max_grad_norm, processing_class)
         self._auxiliaries[name] = aux
         return aux
 

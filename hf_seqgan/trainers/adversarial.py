@@ -98,6 +98,7 @@ class AdversarialConfig(Seq2SeqTrainingArguments):
     discriminator_steps: int = dataclasses.field(default=1, metadata={"help": "Discriminator updates per generator step."})
     discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
     discriminator_pretrain_steps: int = dataclasses.field(default=0, metadata={"help": "Optimizer steps at the start that train only the discriminator."})
+    discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
     discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
     discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
     discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
@@ -246,7 +247,7 @@ class AdversarialTrainer(BaseTrainer):
             discriminator.check_soft_inputs()
         self.add_auxiliary(
             "discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
-            max_grad_norm=args.discriminator_max_grad_norm or None, processing_class=discriminator.tokenizer,
+            max_grad_norm=args.discriminator_max_grad_norm or None, optimizer=args.discriminator_optimizer,
         )
         self._d_reward = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
         return discriminator
