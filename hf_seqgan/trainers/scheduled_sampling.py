@@ -155,7 +155,8 @@ class ScheduledSamplingTrainer(BaseTrainer):
     (-100) ignored, ``label_smoothing_factor`` honoured, normalised by the label count of the whole
     accumulated batch so that gradient accumulation is exact. Logged every ``logging_steps``:
     ``gold_probability`` and ``replaced_fraction`` (the share of label positions after the decoder
-    start whose input was a prediction).
+    start whose input was a prediction). Predictions come from the model's raw distribution (no
+    ``generation_config`` processors) in training mode, i.e. with the dropout of the learning pass.
 
     Args:
         model: an encoder–decoder `PreTrainedModel` with a LM head (or a `PeftModel` around one).
