@@ -23,3 +23,13 @@ def test_bench_rollout_quick_prints_both_tables():
         assert len(rows) == 2, proc.stdout  # one row per table at the quick size
         for row in rows:
             assert "nan" not in row and "inf" not in row, row
+
+
+def test_bench_scheduled_sampling_quick_runs():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_scheduled_sampling.py", "--quick"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Seq2SeqTrainer" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
