@@ -331,6 +331,7 @@ class RolloutEngine:
         hidden_layers: Optional[Sequence[int]] = None,
         output_logits: bool = False,
         sample_logprobs: bool = False,
+        stop_at_eos: bool = True,
     ) -> Rollout:
         """One cached decode of ``enc.batch_size`` rows for at most ``steps`` tokens.
 
@@ -343,7 +344,7 @@ class RolloutEngine:
         cfg = self.base.config
         cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
         encoder_outputs = BaseModelOutput(last_hidden_state=enc.last_hidden_state)
-        eos = torch.tensor(self.eos_token_ids, device=device, dtype=torch.long)
+        eos = torch.tensor(self.eos_token_ids if stop_at_eos else [], device=device, dtype=torch.long)
         history = torch.full((rows, steps + 1), self.pad_token_id, dtype=torch.long, device=device)  # (R, 1+T)
         history[:, 0] = self.decoder_start_token_id
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
@@ -470,6 +471,7 @@ class RolloutEngine:
         output_logits: bool = False,
         forced_tokens: Optional[torch.Tensor] = None,
         forced_mask: Optional[torch.Tensor] = None,
+        stop_at_eos: bool = True,
     ) -> Rollout:
         """Sample (or, with ``do_sample=False``, greedily decode) without gradients.
 
@@ -490,6 +492,9 @@ class RolloutEngine:
                 mask is true, position t takes ``forced_tokens[:, t]`` instead of the model's choice
                 and the decode continues from it (e.g. scheduled sampling's gold-token coin flips;
                 prefixes are :meth:`continue_from`). Rows are the expanded rows (``num_samples``).
+            stop_at_eos (`bool`, defaults to `True`): with `False` every row decodes
+                ``max_new_tokens`` tokens, an EOS being one more token fed back (scheduled
+                sampling's fixed-length decode).
         """
         steps = self._steps(max_new_tokens)
         min_new_tokens = self._check_min(min_new_tokens, steps)
@@ -506,7 +511,7 @@ class RolloutEngine:
         return self._decode(
             enc, steps=steps, processors=self._processors(steps, logits_processor, warpers), min_new_tokens=min_new_tokens, choose=choose,
             source_index=index, hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
-            output_logits=output_logits, sample_logprobs=True, forced=forced,
+            output_logits=output_logits, sample_logprobs=True, forced=forced, stop_at_eos=stop_at_eos,
         )
 
     def differentiable(

@@ -209,7 +209,6 @@ class ScheduledSamplingTrainer(BaseTrainer):
         # Raw model distributions (no generation_config processors), as in the parallel mode. Bengio's
         # decode runs the gold length: a predicted EOS is one more token fed back, not the end.
         self._engine = RolloutEngine(self.model, use_generation_config=False)
-        self._engine.eos_token_ids = []
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -298,6 +297,6 @@ class ScheduledSamplingTrainer(BaseTrainer):
             sampling["top_k"] = self.args.prediction_top_k
         rollout = self._engine.sample(
             encoded=Encoded(enc.last_hidden_state.detach(), enc.attention_mask), max_new_tokens=steps,
-            forced_tokens=gold[:, 1:], forced_mask=~replace[:, 1:], **sampling,
+            forced_tokens=gold[:, 1:], forced_mask=~replace[:, 1:], stop_at_eos=False, **sampling,
         )
         return torch.where(replace, torch.cat([gold[:, :1], rollout.sequences], dim=1), gold)
