@@ -69,6 +69,25 @@ class Auxiliary:
 class BaseTrainer(Seq2SeqTrainer):
     """`Seq2SeqTrainer` with auxiliary models, metric buffers and checkpointed extra state."""
 
+    @classmethod
+    def _generator_and_args(cls, model, args, config_class, run_name: str, peft_config=None):
+        """The opening every trainer shares: check the generator, default or type-check the config,
+        wrap the generator with ``peft_config``. Returns ``(model, args)``."""
+        from ..rollout import check_seq2seq_model
+        from ..sampling import unwrap_model
+
+        if model is None:
+            raise ValueError(f"{cls.__name__} needs a model (an AutoModelForSeq2SeqLM).")
+        check_seq2seq_model(model)
+        if args is None:
+            args = config_class(output_dir=f"{type(unwrap_model(model)).__name__}-{run_name}")
+        elif not isinstance(args, config_class):
+            raise TypeError(f"args must be a {config_class.__name__}, got {type(args).__name__}; build one with the same "
+                            "fields (it subclasses Seq2SeqTrainingArguments).")
+        if peft_config is not None:
+            model = apply_peft(model, peft_config, what="generator")
+        return model, args
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._auxiliaries: dict[str, Auxiliary] = {}

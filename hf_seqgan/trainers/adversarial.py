@@ -45,7 +45,7 @@ from ..rewards import (
     self_critical_baseline,
     step_level_rewards,
 )
-from ..rollout import Encoded, RolloutEngine, check_seq2seq_model, token_logprobs
+from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseTrainer, apply_peft
@@ -176,17 +176,9 @@ class AdversarialTrainer(BaseTrainer):
         reward_funcs: Optional[Sequence] = None,
         reward_metric_keys: Optional[Sequence[Optional[str]]] = None,
     ):
-        if model is None:
-            raise ValueError("AdversarialTrainer needs a generator model (an AutoModelForSeq2SeqLM).")
-        check_seq2seq_model(model)
-        if args is None:
-            args = AdversarialConfig(output_dir=f"{type(unwrap_model(model)).__name__}-adversarial")
-        elif not isinstance(args, AdversarialConfig):
-            raise TypeError(f"args must be an AdversarialConfig, got {type(args).__name__}.")
+        model, args = self._generator_and_args(model, args, AdversarialConfig, "adversarial", peft_config)
         if processing_class is None:
             raise ValueError("AdversarialTrainer needs processing_class (the generator's tokenizer): rewards and the default discriminator read texts and ids through it.")
-        if peft_config is not None:
-            model = apply_peft(model, peft_config, what="generator")
         reward_funcs = list(reward_funcs or [])
         if not args.use_discriminator and not reward_funcs:
             raise ValueError("use_discriminator=False leaves no reward: pass reward_funcs (e.g. an evaluate ROUGE metric).")
@@ -314,7 +306,6 @@ class AdversarialTrainer(BaseTrainer):
     def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool):
         """REINFORCE: one forward of the (possibly DDP-wrapped) generator over the sampled rows, plus
         the gold rows when the MLE term is on."""
-        args = self.args
         rewards = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T)
         baseline = self._baseline(src, encoded, fakes, labels, rewards)
         advantage = (rewards - baseline).detach()

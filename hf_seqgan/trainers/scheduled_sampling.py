@@ -45,10 +45,10 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TopKLogitsWarper
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..rollout import Encoded, RolloutEngine, check_seq2seq_model
-from ..sampling import gumbel_max_sample, gumbel_softmax, soft_embed, unwrap_model
+from ..rollout import Encoded, RolloutEngine
+from ..sampling import gumbel_max_sample, gumbel_softmax, soft_embed
 from ..schedules import Schedule, as_schedule, schedule_field
-from ._base import BaseTrainer, apply_peft
+from ._base import BaseTrainer
 from ._utils import token_loss_func
 
 __all__ = ["ScheduledSamplingConfig", "ScheduledSamplingTrainer"]
@@ -184,16 +184,7 @@ class ScheduledSamplingTrainer(BaseTrainer):
         preprocess_logits_for_metrics: Optional[Callable] = None,
         peft_config=None,
     ):
-        if model is None:
-            raise ValueError("ScheduledSamplingTrainer needs a model (an AutoModelForSeq2SeqLM).")
-        check_seq2seq_model(model)
-        if args is None:
-            args = ScheduledSamplingConfig(output_dir=f"{type(unwrap_model(model)).__name__}-scheduled-sampling")
-        elif not isinstance(args, ScheduledSamplingConfig):
-            raise TypeError(f"args must be a ScheduledSamplingConfig, got {type(args).__name__}; build one with the same "
-                            "fields (it subclasses Seq2SeqTrainingArguments).")
-        if peft_config is not None:
-            model = apply_peft(model, peft_config)
+        model, args = self._generator_and_args(model, args, ScheduledSamplingConfig, "scheduled-sampling", peft_config)
         if data_collator is None and processing_class is not None and hasattr(processing_class, "pad"):
             data_collator = DataCollatorForSeq2Seq(processing_class)
         super().__init__(
