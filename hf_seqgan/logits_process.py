@@ -28,6 +28,7 @@ import warnings
 from typing import Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from transformers import LogitsProcessor
 
 from .discriminators import SequenceDiscriminator
@@ -175,7 +176,8 @@ class TemperatureScheduleLogitsWarper(LogitsProcessor):
                 "(generate() applies it after the logits processors when sampling). Set "
                 "generation_config.temperature = 1.0 and fold that factor into the schedule."
             )
-        self._position_cache: dict[int, float] = {}  # memo of the pure function step -> temperature
+        self._table = torch.empty(0)  # memo of the pure function step -> temperature, steps 0..n-1
+        self._table_argmax, self._table_has_argmax = torch.empty(0, dtype=torch.bool), False  # where it is "0"
 
     def steps(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """`(R,)` the schedule's step for the token each row generates next (see ``mode``)."""
@@ -190,15 +192,25 @@ class TemperatureScheduleLogitsWarper(LogitsProcessor):
         last_end = torch.where(is_end, positions, -1).amax(-1) if length else torch.full_like(input_ids[:, 0], -1)
         return length - 1 - last_end
 
+    def temperatures(self, largest_step: int) -> torch.Tensor:
+        """`(n,)` float32 temperatures of steps ``0..n-1`` (n > ``largest_step``), computed once."""
+        if largest_step >= self._table.numel():
+            self._table = self.schedule.values(torch.arange(max(64, 2 * largest_step + 2), dtype=torch.float64))
+            self._table_argmax = self._table < self.argmax_below if self.argmax_below > 0 else self._table == 0
+            self._table_has_argmax = bool(self._table_argmax.any())
+        return self._table
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.mode == "position":
-            step = input_ids.shape[-1] - self.prompt_length
-            t = self._position_cache.get(step)
-            if t is None:
-                t = self._position_cache.setdefault(step, self.schedule.value(step))
+            step = max(input_ids.shape[-1] - self.prompt_length, 0)
+            t = float(self.temperatures(step)[step])
             return _argmax_only(scores) if t < self.argmax_below or t == 0.0 else scores / t
-        t = self.schedule.values(self.steps(input_ids))[:, None].to(scores.dtype)  # (R, 1)
-        zero = t < self.argmax_below if self.argmax_below > 0 else t == 0
+        steps = self.steps(input_ids)  # (R,)
+        table = self.temperatures(int(steps.max()) if steps.numel() else 0).to(scores.device)
+        t = table[steps][:, None].to(scores.dtype)  # (R, 1)
+        if not self._table_has_argmax:
+            return scores / t
+        zero = self._table_argmax.to(scores.device)[steps][:, None]  # (R, 1)
         scaled = scores / torch.where(zero, torch.ones_like(t), t)  # (R, V)
         return _argmax_only(scaled, zero) if bool(zero.any()) else scaled
 
@@ -207,10 +219,9 @@ def _gumbel_with_maximum(perturbed: torch.Tensor, maximum: torch.Tensor) -> torc
     """Gumbels conditioned on their row maximum being ``maximum`` `(R,)`, given unconditioned
     Gumbels ``perturbed`` `(R, V)` with their own maximum (Kool et al. 2019, appendix B; the stable
     form of ``-log(exp(-maximum) - exp(-max(perturbed)) + exp(-perturbed))``)."""
-    z = perturbed.amax(-1, keepdim=True)  # (R, 1)
-    t = maximum[:, None]
-    v = t - perturbed + torch.log1p(-torch.exp(perturbed - z))
-    return t - torch.relu(v) - torch.log1p(torch.exp(-v.abs()))
+    t = maximum[:, None]  # (R, 1)
+    v = torch.log(torch.expm1(perturbed - perturbed.amax(-1, keepdim=True)).neg_()).add_(t - perturbed)  # (R, V)
+    return t - F.softplus(v)  # t - log(1 + exp(v)); the row's argmax gets exactly t
 
 
 class GumbelSamplingLogitsProcessor(LogitsProcessor):
@@ -229,7 +240,10 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
       ``do_sample=False``): a length penalty would re-rank the samples. The per-prefix state is
       looked up from ``input_ids`` (the previous step's rows, matched by prefix within each group
       of ``num_beams`` rows), and reset when a decode starts (``input_ids.shape[-1] ==
-      prompt_length``).
+      prompt_length``). Beam search keeps ``max(2, 1 + number of EOS ids) * num_beams``
+      candidates a step, and the perturbed score is increasing in each child's own perturbed
+      log-probability, so only each row's ``4 * num_beams`` best children are scored; the others get
+      ``-inf`` (exact for up to three EOS ids).
 
     Put it last among the processors and use it with ``do_sample=False`` (with sampling on top the
     noise would be drawn twice). Noise costs one random number per vocabulary entry and row.
@@ -282,7 +296,7 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
         self.generator = generator
         self.seed = seed
         self.prompt_length = _nonneg_int(prompt_length, "prompt_length")
-        self._state: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # ids, phi, perturbed
+        self._state: Optional[tuple[torch.Tensor, ...]] = None  # ids, kept children, their log-probs and perturbed scores
 
     @staticmethod
     def beam_search_kwargs(num_samples: int) -> dict:
@@ -314,18 +328,26 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
         noise = self._noise(scores, fresh)  # (R, V)
         if self.num_beams == 1:
             return (scores.float() / self.temperature + noise).to(scores.dtype)
+        rows = scores.shape[0]
         logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # (R, V)
         if fresh or self._state is None:
-            parent_phi = parent_g = torch.zeros(scores.shape[0], device=scores.device)
+            parent_phi = parent_g = torch.zeros(rows, device=scores.device)
         else:
             parent, token = self._parents(input_ids), input_ids[:, -1:]
-            parent_phi = self._state[1].index_select(0, parent).gather(1, token).squeeze(1)  # (R,)
-            parent_g = self._state[2].index_select(0, parent).gather(1, token).squeeze(1)  # (R,)
-        phi = parent_phi[:, None] + logp  # (R, V) log-prob of each child sequence
-        g = torch.nan_to_num(_gumbel_with_maximum(phi + noise, parent_g), nan=-math.inf)  # (R, V)
-        self._state = (input_ids, phi, g)
+            _, old_tokens, old_phi, old_g = self._state
+            slot = old_tokens.index_select(0, parent) == token  # (R, M) where the parent kept this child
+            found = slot.any(-1)
+            slot = slot.int().argmax(-1, keepdim=True)
+            parent_phi = old_phi.index_select(0, parent).gather(1, slot).squeeze(1)  # (R,)
+            parent_g = torch.where(found, old_g.index_select(0, parent).gather(1, slot).squeeze(1), -math.inf)  # (R,)
+        # the children that can enter the beam: the best by perturbed log-prob (G~ is increasing in it)
+        perturbed, tokens = (logp + noise).topk(min(4 * self.num_beams, scores.shape[-1]), dim=-1)  # (R, M)
+        phi = parent_phi[:, None] + logp.gather(1, tokens)  # (R, M) log-prob of each child sequence
+        g = torch.nan_to_num(_gumbel_with_maximum(parent_phi[:, None] + perturbed, parent_g), nan=-math.inf)  # (R, M)
+        self._state = (input_ids, tokens, phi, g)
         alive = torch.isfinite(parent_g)[:, None]
-        return torch.where(alive, g - torch.where(alive, parent_g[:, None], 0.0), -math.inf).to(scores.dtype)
+        increments = torch.where(alive, g - torch.where(alive, parent_g[:, None], 0.0), -math.inf)  # (R, M)
+        return torch.full_like(scores, -math.inf).scatter_(1, tokens, increments.to(scores.dtype))
 
 
 class DiscriminatorGuidedLogitsProcessor(LogitsProcessor):

@@ -289,12 +289,12 @@ def test_stochastic_beam_search_top_sample_is_exact(make_model, tokenizer):
 def test_stochastic_beam_search_follows_each_beam_to_its_parent():
     """Beams are reordered between steps; each row's state must come from the row it continues."""
     torch.manual_seed(0)
-    proc = GumbelSamplingLogitsProcessor(num_beams=2, seed=0)
-    logp = [torch.log_softmax(torch.randn(4, 10), -1) for _ in range(3)]  # 2 sources x 2 beams, 3 steps
+    proc = GumbelSamplingLogitsProcessor(num_beams=2, seed=0)  # scores the 4 * 2 = 8 best children of a row
+    logp = [torch.log_softmax(torch.randn(4, 8), -1) for _ in range(3)]  # 2 sources x 2 beams, 3 steps, 8 tokens
     steps = [
         (torch.zeros(4, 1, dtype=torch.long), None),  # the decoder start: a fresh decode
         (torch.tensor([[0, 3], [0, 5], [0, 7], [0, 2]]), torch.tensor([0, 0, 2, 2])),  # first beam of each group
-        (torch.tensor([[0, 5, 1], [0, 3, 4], [0, 2, 6], [0, 2, 8]]), torch.tensor([1, 0, 3, 3])),  # reordered beams
+        (torch.tensor([[0, 5, 1], [0, 3, 4], [0, 2, 6], [0, 2, 0]]), torch.tensor([1, 0, 3, 3])),  # reordered beams
     ]
     phi = torch.zeros(4, 1)
     accumulated = torch.zeros(4, 1)
@@ -304,10 +304,12 @@ def test_stochastic_beam_search_follows_each_beam_to_its_parent():
             phi = phi[parents, ids[:, -1]][:, None]
             accumulated = accumulated[parents, ids[:, -1]][:, None]
         phi = phi + scores  # log-prob of every child sequence, through the right parent
-        torch.testing.assert_close(proc._state[1], phi)
+        _, kept, kept_phi, kept_g = proc._state
+        assert torch.equal(kept.sort(-1).values, torch.arange(8).expand(4, -1))
+        torch.testing.assert_close(kept_phi, phi.gather(1, kept))
         torch.testing.assert_close(increments.max(-1).values, torch.zeros(4))  # children's maximum = the parent's value
         accumulated = accumulated + increments
-        torch.testing.assert_close(proc._state[2], accumulated)  # beam search's running sum is the perturbed log-prob
+        torch.testing.assert_close(kept_g, accumulated.gather(1, kept))  # beam search's running sum is the perturbed log-prob
 
 
 def test_stochastic_beam_search_refuses_a_wrong_num_beams(make_model, source_batch):
