@@ -2,41 +2,52 @@
 
 Usage::
 
-    python benchmarks/bench_decoding.py                          # the full benchmark (RESULTS_decoding.md)
-    python benchmarks/bench_decoding.py --repeats 21 --threads 1  # a shared machine: more repeats, one thread
-    python benchmarks/bench_decoding.py --quick                  # a few seconds: the CI smoke run
+    python benchmarks/bench_decoding.py                 # the full benchmark (RESULTS_decoding.md), one torch thread
+    python benchmarks/bench_decoding.py --repeats 41    # a noisy shared machine: more repeats
+    python benchmarks/bench_decoding.py --quick         # a few seconds: the CI smoke run
 
-For each processor of :mod:`hf_seqgan.logits_process`, ``generate`` with the processor is timed
-against ``generate`` without it, on the same model, batch and seed (``torch.manual_seed`` before
-every call), alternating which side runs first in each repeat, with the garbage collector paused
-and one untimed warm-up call of each. The overhead is ``time(with) / time(baseline) - 1`` within a
-repeat; its min / median / max over the repeats are printed. Every call decodes exactly
-``target`` tokens per row (``min_new_tokens = max_new_tokens``: EOS is blocked), which the script
-checks.
+Three tables:
+
+1. **Overhead in generate.** For each processor of :mod:`hf_seqgan.logits_process`, ``generate``
+   with the processor is timed against ``generate`` without it, on the same model, batch and seed
+   (``torch.manual_seed`` before every call), alternating which side runs first in each repeat,
+   with the garbage collector paused and one untimed warm-up call of each. The overhead is
+   ``time(with) / time(baseline) - 1`` within a repeat; min / median / max over the repeats. Every
+   call decodes exactly ``target`` tokens per row (``min_new_tokens = max_new_tokens``: EOS is
+   blocked), which the script checks. A control row times a processor that returns its scores:
+   the cost of transformers' per-processor plumbing (``LogitsProcessorList`` inspects each
+   processor's signature at every step), which any processor pays.
+2. **The call alone**: the median time of one processor call on made-up log-probs of the decode's
+   shape, as a share of the baseline's time per decoding step: the processor's own cost, free of
+   the run-to-run noise of table 1.
+3. **Guidance counted**: discriminator forwards per decoding step, classifier sequences per
+   generated token and forwards per generated token (counted with hooks on one guided call), the
+   classifier's batch and mean input length, and the share of the call spent in its forward.
 
 The baseline is the decode producing the same kind of output without the processor:
 
-- temperature schedule (per position, per sentence): ``do_sample=True, top_k=0``;
-- Gumbel processor with greedy decoding (exact sampling): ``do_sample=True, top_k=0`` sampling;
-- Gumbel stochastic beam search (4 beams): plain beam search, 4 beams, ``length_penalty=0``;
-- discriminator guidance (FUDGE, top-k 5 and 10): ``do_sample=True, top_k=0``. Its cost is also
-  given as discriminator forwards per decoding step and classifier sequences per generated token
-  (counted with a forward hook), for the shared-vocabulary ids path and, on the tiny model, the
-  text path (a discriminator with its own tokenizer).
+- temperature schedule (per position, per sentence), discriminator guidance (FUDGE, top-k 5 and
+  10; ids path, and on the tiny model the text path of a discriminator with its own tokenizer):
+  ``do_sample=True, top_k=0`` sampling;
+- Gumbel processor with greedy decoding (exact sampling): the same sampling (the processor
+  replaces ``do_sample``'s multinomial draw);
+- Gumbel stochastic beam search (4 beams): plain beam search, 4 beams, ``length_penalty=0``.
 
-Models: tiny BART from :func:`hf_seqgan.tiny.build_tiny_model` (d_model 64, 2+2 layers, FFN 256,
-the tokenizer's 500-token vocabulary) and a larger one (d_model 256, 3+3 layers, FFN 1024, a
-32,000-token vocabulary as in real checkpoints, since the processors' cost grows with the
-vocabulary); randomly initialised. Discriminator: a BERT classifier (hidden 64, 2 layers),
-conditional on the source.
+Models: BART from :func:`hf_seqgan.tiny.build_tiny_model`, randomly initialised: "tiny" (d_model
+64, 2+2 layers, FFN 256, the tokenizer's 500-token vocabulary) and "base-32k" (d_model 256, 3+3
+layers, FFN 1024, a 32,000-token vocabulary as in real checkpoints: the processors' cost grows with
+the vocabulary). Discriminator: a BERT classifier (hidden 64, 2 layers), conditional on the source.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench_rollout's helpers, run from anywhere
@@ -70,12 +81,13 @@ class Settings:
     target_length: int = 32
     beams: int = 4
     guide_top_k: tuple = (5, 10)
-    repeats: int = 11
+    repeats: int = 21
+    guide_repeats: int = 5  # guidance costs a multiple of the baseline: fewer repeats suffice
     clock: str = "wall"
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(models=("tiny",), batch=4, source_length=16, target_length=6, guide_top_k=(5,), repeats=2)
+        return cls(models=("tiny",), batch=4, source_length=16, target_length=6, guide_top_k=(5,), repeats=2, guide_repeats=1)
 
 
 def discriminator(tok, vocab_size: int, seed: int = 0) -> SequenceDiscriminator:
@@ -85,30 +97,83 @@ def discriminator(tok, vocab_size: int, seed: int = 0) -> SequenceDiscriminator:
     return SequenceDiscriminator(BertForSequenceClassification(config).eval(), tok)
 
 
-def cases(model, tok, other_tok, inputs, s: Settings, name: str):
-    """``(label, baseline generate kwargs, kwargs with the processor, discriminator or None)`` per comparison."""
-    L, k = s.target_length, s.beams
+class Identity:
+    """A processor that returns its scores: the cost of transformers' per-processor plumbing."""
+
+    def __call__(self, input_ids, scores):
+        return scores
+
+
+@dataclasses.dataclass
+class Case:
+    label: str
+    baseline: dict  # generate kwargs without the processor
+    processor: object
+    extra: dict = dataclasses.field(default_factory=dict)  # generate kwargs that differ with the processor
+    discriminator: Optional[SequenceDiscriminator] = None
+    rows: int = 0  # decoder rows the processor sees (batch x beams)
+
+    def kwargs(self) -> dict:
+        return {**self.baseline, **self.extra, "logits_processor": LogitsProcessorList([self.processor])}
+
+
+def cases(model, tok, other_tok, inputs, s: Settings, name: str) -> list[Case]:
+    L, k, B = s.target_length, s.beams, s.batch
     fixed = dict(max_new_tokens=L, min_new_tokens=L)
     sample = dict(do_sample=True, top_k=0, **fixed)
     beam = dict(do_sample=False, num_beams=k, length_penalty=0.0, early_stopping=False, **fixed)
-    vocab = model.config.vocab_size
+    greedy = dict(do_sample=False, **fixed)
     ends = sentence_end_token_ids(tok)
     out = [
-        ("temperature schedule, per position", sample, dict(sample, logits_processor=[TemperatureScheduleLogitsWarper("linear:start=1.5,end=0.3,steps=32")]), None),
-        ("temperature schedule, per sentence", sample,
-         dict(sample, logits_processor=[TemperatureScheduleLogitsWarper("piecewise:0=1.2,1=0.3", mode="sentence", sentence_end_token_ids=ends)]), None),
-        ("Gumbel + greedy (exact sampling)", sample, dict(do_sample=False, **fixed, logits_processor=[GumbelSamplingLogitsProcessor(seed=0)]), None),
-        (f"Gumbel stochastic beam search, {k} beams", beam, dict(beam, logits_processor=[GumbelSamplingLogitsProcessor(num_beams=k, seed=0)]), None),
+        Case("control: identity processor (transformers' plumbing)", sample, Identity(), rows=B),
+        Case("temperature schedule, per position", sample, TemperatureScheduleLogitsWarper("linear:start=1.5,end=0.3,steps=32"), rows=B),
+        Case("temperature schedule, per sentence", sample,
+             TemperatureScheduleLogitsWarper("piecewise:0=1.2,1=0.3", mode="sentence", sentence_end_token_ids=ends), rows=B),
+        Case("Gumbel + greedy (exact sampling) vs sampling", sample, GumbelSamplingLogitsProcessor(seed=0), greedy, rows=B),
+        Case(f"Gumbel stochastic beam search vs beam search, {k} beams", beam, GumbelSamplingLogitsProcessor(num_beams=k, seed=0), rows=B * k),
     ]
-    disc = discriminator(tok, vocab)
+    disc = discriminator(tok, model.config.vocab_size)
     for top_k in s.guide_top_k:
-        guide = DiscriminatorGuidedLogitsProcessor(disc, inputs, top_k=top_k, weight=1.0)
-        out.append((f"discriminator guidance, top-{top_k}, ids path", sample, dict(sample, logits_processor=[guide]), disc))
+        out.append(Case(f"discriminator guidance, top-{top_k}, ids path", sample,
+                        DiscriminatorGuidedLogitsProcessor(disc, inputs, top_k=top_k), discriminator=disc, rows=B))
     if name == "tiny":
         text_disc = discriminator(other_tok, len(other_tok))
-        guide = DiscriminatorGuidedLogitsProcessor(text_disc, inputs, tokenizer=tok, top_k=s.guide_top_k[0], weight=1.0)
-        out.append((f"discriminator guidance, top-{s.guide_top_k[0]}, text path", sample, dict(sample, logits_processor=[guide]), text_disc))
+        guide = DiscriminatorGuidedLogitsProcessor(text_disc, inputs, tokenizer=tok, top_k=s.guide_top_k[0])
+        out.append(Case(f"discriminator guidance, top-{s.guide_top_k[0]}, text path", sample, guide, discriminator=text_disc, rows=B))
     return out
+
+
+def call_time_us(processor, rows: int, vocab: int, calls: int = 200) -> float:
+    """Median time of one ``processor(input_ids, scores)`` call on made-up `(rows, vocab)` log-probs."""
+    ids = torch.zeros(rows, 1, dtype=torch.long)  # a first step: the decoder start only
+    scores = torch.log_softmax(torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)), -1)
+    processor(ids, scores)
+    return statistics.median(timed(lambda: processor(ids, scores), "wall")[0] for _ in range(calls)) * 1e6
+
+
+def guidance_counts(case: Case, run, steps: int) -> str:
+    """One guided call with hooks on the discriminator: forwards, sequence lengths, time share."""
+    shapes, seconds = [], []
+
+    def before(module, args, kwargs):
+        seconds.append(-time.perf_counter())
+
+    def after(module, args, kwargs, output):
+        seconds.append(time.perf_counter())
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    pre = case.discriminator.model.register_forward_pre_hook(before, with_kwargs=True)
+    post = case.discriminator.model.register_forward_hook(after, with_kwargs=True)
+    try:
+        total, _ = timed(lambda: run(case.kwargs()), "wall")
+    finally:
+        pre.remove(), post.remove()
+    forwards, tokens = len(shapes), case.rows * steps
+    mean_len = statistics.mean(shape[1] for shape in shapes)
+    return (
+        f"| {case.label.split(', ', 1)[1]} | {forwards / steps:.2f} | {case.processor.top_k} | {forwards / tokens:.4f} | "
+        f"{shapes[0][0]} x {mean_len:.0f} | {100 * sum(seconds) / total:.0f}% |"
+    )
 
 
 def bench(s: Settings) -> list[str]:
@@ -116,26 +181,35 @@ def bench(s: Settings) -> list[str]:
     tok = train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=500)
     other_tok = train_tokenizer([p["headline"] for p in pairs], vocab_size=300)
     inputs = fixed_length_batch(tok, [p["article"] for p in pairs], s.batch, s.source_length)
-    rows = [
-        f"Overhead of each processor over plain generate (same model, batch {s.batch}, seed), min / median / max over "
-        f"{s.repeats} repeats; source {s.source_length} tokens, exactly {s.target_length} new tokens a row",
+    overhead_rows = [
+        f"Overhead of each processor over the same generate call without it (same model, batch {s.batch}, seed), "
+        f"min / median / max over {s.repeats} repeats ({s.guide_repeats} for guidance); source {s.source_length} tokens, "
+        f"exactly {s.target_length} new tokens a row",
         "",
         "| model | processor | baseline s/call (median) | with processor s/call (median) | overhead % (min / median / max) |",
         "|---|---|---|---|---|",
     ]
-    guide_rows = [
-        "Discriminator guidance cost, counted (one call)",
+    call_rows = [
+        "Processor call alone (median of 200 calls on made-up log-probs of the decode's shape) against the "
+        "baseline's time per decoding step in the same run",
         "",
-        "| model | guidance | discriminator forwards / step | classifier sequences / generated token | forwards / generated token |",
+        "| model | processor | rows x vocabulary | call (us) | share of a decoding step |",
         "|---|---|---|---|---|",
+    ]
+    guide_rows = [
+        "Discriminator guidance cost, counted on one guided call (batch {0}, {1} steps)".format(s.batch, s.target_length),
+        "",
+        "| model | guidance | discriminator forwards / step | classifier sequences / generated token | forwards / generated token "
+        "| classifier batch x mean length | share of the call in the discriminator's forward |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in s.models:
         cfg = dict(MODELS[name])
         model = build_tiny_model("bart", tok, d_model=cfg.pop("d_model"), ffn=cfg.pop("ffn"), layers=cfg.pop("layers"), **cfg)
         expected = s.batch * s.target_length
-        for label, base_kw, proc_kw, disc in cases(model, tok, other_tok, inputs, s, name):
-            kwargs = dict(proc_kw, logits_processor=LogitsProcessorList(proc_kw["logits_processor"]))
-            def run(kw):
+        for case in cases(model, tok, other_tok, inputs, s, name):
+
+            def run(kw, label=case.label):
                 torch.manual_seed(0)
                 out = model.generate(**inputs, **kw)
                 tokens = real_tokens(out[:, 1:], tok.eos_token_id)
@@ -143,37 +217,32 @@ def bench(s: Settings) -> list[str]:
                     raise RuntimeError(f"{label}: {tokens} tokens generated, expected {expected}.")
                 return tokens
 
-            calls = []
-            hook = disc.model.register_forward_hook(lambda *a: calls.append(1)) if disc is not None else None
+            repeats = s.guide_repeats if case.discriminator is not None else s.repeats
+            times = {"base": [], "proc": []}
             with torch.no_grad():
-                run(base_kw), run(kwargs)  # untimed warm-up
-                if hook is not None:
-                    calls.clear()
-                    run(kwargs)
-                    hook.remove()
-                    steps = s.target_length
-                    guide_rows.append(
-                        f"| {name} | {label.split(', ', 1)[1]} | {len(calls) / steps:.0f} | {kwargs['logits_processor'][0].top_k} | "
-                        f"{len(calls) / expected:.3f} |"
-                    )
-                times = {"base": [], "proc": []}
-                for r in range(s.repeats):
+                run(case.baseline), run(case.kwargs())  # untimed warm-up
+                for r in range(repeats):
                     for side in (("base", "proc") if r % 2 == 0 else ("proc", "base")):
-                        seconds, _ = timed(lambda: run(base_kw if side == "base" else kwargs), s.clock)
-                        times[side].append(seconds)
+                        times[side].append(timed(lambda: run(case.baseline if side == "base" else case.kwargs()), s.clock)[0])
+                if case.discriminator is not None:
+                    guide_rows.append(f"| {name} " + guidance_counts(case, run, s.target_length))
+                else:
+                    us = call_time_us(case.processor, case.rows, model.config.vocab_size)
+                    step_us = stats(times["base"])[1] / s.target_length * 1e6
+                    call_rows.append(f"| {name} | {case.label} | {case.rows} x {model.config.vocab_size} | {us:,.1f} | {100 * us / step_us:.1f}% |")
             overhead = [100.0 * (p / b - 1.0) for p, b in zip(times["proc"], times["base"])]
-            rows.append(
-                f"| {name} | {label} | {stats(times['base'])[1]:.3f} | {stats(times['proc'])[1]:.3f} | {fmt(stats(overhead), '+.1f')} |"
+            overhead_rows.append(
+                f"| {name} | {case.label} | {stats(times['base'])[1]:.3f} | {stats(times['proc'])[1]:.3f} | {fmt(stats(overhead), '+.1f')} |"
             )
-            print(rows[-1], file=sys.stderr, flush=True)  # progress
-    return rows + [""] + guide_rows
+            print(overhead_rows[-1], file=sys.stderr, flush=True)  # progress
+    return overhead_rows + [""] + call_rows + [""] + guide_rows
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke run of a few seconds")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None)
     args = parser.parse_args(argv)
