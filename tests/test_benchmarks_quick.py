@@ -33,3 +33,13 @@ def test_bench_scheduled_sampling_quick_runs():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Seq2SeqTrainer" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
+
+
+def test_bench_decoding_quick_runs():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_decoding.py", "--quick"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "generate" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
