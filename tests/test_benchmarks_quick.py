@@ -8,13 +8,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_rollout_quick_prints_both_tables():
+def _run_quick(script):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_rollout.py", "--quick"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_bench_rollout_quick_prints_both_tables():
+
+    proc = _run_quick("bench_rollout.py")
     lines = proc.stdout.splitlines()
     headers = [line for line in lines if line.startswith("| model") and "ratio" in line]
     assert len(headers) == 2, proc.stdout  # sampling throughput, differentiable mode
@@ -26,20 +29,10 @@ def test_bench_rollout_quick_prints_both_tables():
 
 
 def test_bench_scheduled_sampling_quick_runs():
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_scheduled_sampling.py", "--quick"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_quick("bench_scheduled_sampling.py")
     assert "Seq2SeqTrainer" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
 
 
 def test_bench_decoding_quick_runs():
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_decoding.py", "--quick"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_quick("bench_decoding.py")
     assert "generate" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
