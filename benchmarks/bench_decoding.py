@@ -125,7 +125,7 @@ def cases(model, tok, other_tok, inputs, s: Settings, name: str) -> list[Case]:
     greedy = dict(do_sample=False, **fixed)
     ends = sentence_end_token_ids(tok)
     out = [
-        Case("control: identity processor (transformers' plumbing)", sample, Identity(), rows=B),
+        Case("control: identity processor", sample, Identity(), rows=B),
         Case("temperature schedule, per position", sample, TemperatureScheduleLogitsWarper("linear:start=1.5,end=0.3,steps=32"), rows=B),
         Case("temperature schedule, per sentence", sample,
              TemperatureScheduleLogitsWarper("piecewise:0=1.2,1=0.3", mode="sentence", sentence_end_token_ids=ends), rows=B),

@@ -36,12 +36,12 @@ Examples:
 >>> ids = tok(["a dog ran"], return_tensors="pt").input_ids
 >>> torch.allclose(disc.score_texts(["a dog ran"], ["the cat"]), disc.score_ids(ids, tok(["the cat"], return_tensors="pt").input_ids))
 True
+
 ```
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Optional, Sequence, Union
 
 import torch
@@ -49,7 +49,6 @@ import torch.nn.functional as F
 
 __all__ = ["SequenceDiscriminator", "special_template", "discriminator_loss", "build_default_discriminator"]
 
-logger = logging.getLogger(__name__)
 
 # Classifiers whose learned positions are offset by padding_idx + 1 (usable length = max - offset).
 _POSITION_OFFSET_FAMILIES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")

@@ -22,7 +22,6 @@ last among yours.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from typing import Optional, Sequence, Union
@@ -42,7 +41,6 @@ __all__ = [
     "sentence_end_token_ids",
 ]
 
-logger = logging.getLogger(__name__)
 
 TEMPERATURE_MODES = ("position", "sentence", "position_in_sentence")
 
@@ -136,6 +134,7 @@ class TemperatureScheduleLogitsWarper(LogitsProcessor):
     >>> greedy = model.generate(**batch, decoder_input_ids=out[:, :5], do_sample=False, max_new_tokens=4)
     >>> torch.equal(out, greedy)  # from the 5th token on (temperature 0), sampling is greedy
     True
+
     ```
     """
 
@@ -205,8 +204,8 @@ class TemperatureScheduleLogitsWarper(LogitsProcessor):
             step = max(input_ids.shape[-1] - self.prompt_length, 0)
             t = float(self.temperatures(step)[step])
             return _argmax_only(scores) if t < self.argmax_below or t == 0.0 else scores / t
-        steps = self.steps(input_ids)  # (R,)
-        table = self.temperatures(int(steps.max()) if steps.numel() else 0).to(scores.device)
+        steps = self.steps(input_ids)  # (R,), at most the generated length: no need to look at them
+        table = self.temperatures(max(input_ids.shape[-1] - self.prompt_length, 0)).to(scores.device)
         t = table[steps][:, None].to(scores.dtype)  # (R, 1)
         if not self._table_has_argmax:
             return scores / t
@@ -271,6 +270,7 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
     >>> out = model.generate(**batch, max_new_tokens=4, logits_processor=LogitsProcessorList([sbs]), **sbs.beam_search_kwargs(4))
     >>> len({tuple(row) for row in out.tolist()})  # 4 distinct samples without replacement
     4
+
     ```
     """
 
