@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_decoding.py                 # the full benchmark (RESULTS_decoding.md), one torch thread
+    python benchmarks/bench_decoding.py                 # the full benchmark (benchmarks/RESULTS.md), one torch thread
     python benchmarks/bench_decoding.py --repeats 41    # a noisy shared machine: more repeats
     python benchmarks/bench_decoding.py --quick         # a few seconds: the CI smoke run
 
