@@ -35,6 +35,7 @@ setup(
         "dev": ["pytest>=8", "scipy", "rouge_score", "sacrebleu>=2", "nltk", "absl-py", "matplotlib", "jinja2"],
         "examples": ["rouge_score", "sacrebleu>=2", "nltk", "absl-py", "matplotlib", "jinja2"],
     },
+    entry_points={"console_scripts": ["hf-seqgan = hf_seqgan.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
