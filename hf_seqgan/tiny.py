@@ -17,6 +17,7 @@ Examples:
 >>> model = build_tiny_model("t5", tok, seed=0)
 >>> type(model).__name__, model.config.d_model
 ('T5ForConditionalGeneration', 32)
+
 ```
 """
 

@@ -1,0 +1,452 @@
+"""What the example recipes (``examples/run_*.py``) share, so that each script holds only its own steps.
+
+- :class:`ModelArguments`, :class:`DataArguments`: the argument dataclasses every recipe parses
+  (a script subclasses ``DataArguments`` to add its columns); :func:`parse_args` reads them with
+  `HfArgumentParser` from the command line or from one JSON file, over the script's defaults, and
+  :func:`peek_argument` reads one option (``--trainer``) before the dataclasses are chosen.
+- :data:`TRAINERS`, :func:`trainer_classes`, :func:`build_trainer`: the library's trainers by name
+  (``mle`` is `Seq2SeqTrainer` with the token-level loss that keeps gradient accumulation exact).
+- :func:`load_corpus` -> :class:`Corpus`: ``--dataset_name``, ``--train_file``/``--validation_file``
+  (text: one item a line; json, jsonl, csv, tsv) with optional ``--train_target_file``/
+  ``--validation_target_file`` for the target side, or the deterministic synthetic default.
+- :func:`load_model_and_tokenizer`: a given model (hub name or folder), or a tiny one built from a
+  config with a tokenizer trained on the training text.
+- :func:`generate_texts`, :func:`train_classifier`, :func:`classify`: decoding and a small classifier
+  for evaluation; :func:`save_and_push` and :func:`report` end a run (samples, tables of metrics,
+  ``results.json``, the training curves from :func:`hf_seqgan.plotting.plot_training`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ModelArguments", "DataArguments", "Corpus", "TRAINERS", "parse_args", "peek_argument", "setup_logging",
+    "trainer_classes", "build_trainer", "read_table", "load_corpus", "load_model_and_tokenizer", "tokenize_pairs",
+    "generate_texts", "train_classifier", "classify", "lead", "save_and_push", "report", "SYNTHETIC_NOTE",
+]
+
+SYNTHETIC_NOTE = ("NOTE: the data is SYNTHETIC (generated offline by hf_seqgan.synthetic): a toy with real structure, not a "
+                  "benchmark. Pass --train_file/--validation_file or --dataset_name for real data.")
+
+# name -> (module, config class, trainer class); imported when chosen, so a missing optional trainer
+# only matters to the run that asks for it.
+TRAINERS = {
+    "mle": ("transformers", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"),
+    "scheduled_sampling": ("hf_seqgan.trainers.scheduled_sampling", "ScheduledSamplingConfig", "ScheduledSamplingTrainer"),
+    "professor_forcing": ("hf_seqgan.trainers.professor_forcing", "ProfessorForcingConfig", "ProfessorForcingTrainer"),
+    "adversarial": ("hf_seqgan.trainers.adversarial", "AdversarialConfig", "AdversarialTrainer"),
+    "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer"),
+}
+TEXT_SUFFIXES_TABLE = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv"}
+
+
+# ---------------------------------------------------------------------- arguments
+@dataclass
+class ModelArguments:
+    """Which model: a given one, or a tiny one built from a config."""
+
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub name or local folder of a seq2seq model. If unset, a tiny model is built from a config with a "
+                          "tokenizer trained on the training text (the embedded default, no network)."},
+    )
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    tiny_family: str = field(default="bart", metadata={"help": "Family of the tiny model (bart, t5, marian, mbart, pegasus)."})
+    tiny_vocab_size: int = field(default=600, metadata={"help": "Vocabulary of the tokenizer trained for the tiny model."})
+    tiny_d_model: int = field(default=64, metadata={"help": "Hidden size of the tiny model (feed-forward: 4x)."})
+    tiny_layers: int = field(default=2, metadata={"help": "Encoder and decoder layers of the tiny model."})
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how much of it is used (a script adds its columns)."""
+
+    dataset_name: Optional[str] = field(default=None, metadata={"help": "A dataset of the hub (or a local dataset folder) for datasets.load_dataset."})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The dataset's configuration name."})
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: text (one item a line), json, jsonl, csv or tsv. If no data is given, a synthetic corpus is generated."})
+    train_target_file: Optional[str] = field(default=None, metadata={"help": "Target side of the training data in its own file (line-aligned for pairs; any corpus for unpaired training)."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data, same formats."})
+    validation_target_file: Optional[str] = field(default=None, metadata={"help": "Target side of the validation data in its own file."})
+    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of the training data held out for validation when none is given."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Keep only this many training items (quick runs)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Keep only this many validation items."})
+    max_source_length: int = field(default=64, metadata={"help": "Source tokens kept (truncation)."})
+    max_target_length: int = field(default=32, metadata={"help": "Target tokens kept (truncation) and generated at most."})
+    synthetic_train_size: int = field(default=2000, metadata={"help": "Synthetic training items when no data is given."})
+    synthetic_eval_size: int = field(default=100, metadata={"help": "Synthetic validation items when no data is given."})
+    num_printed_samples: int = field(default=3, metadata={"help": "Sample outputs printed at the end."})
+
+    def __post_init__(self):
+        for name in ("train_target_file", "validation_file", "validation_target_file"):
+            if getattr(self, name) and not (self.train_file or self.dataset_name):
+                raise ValueError(f"--{name} was given without --train_file: give the training data too (or no data argument for the synthetic default).")
+        if self.dataset_name and self.train_file:
+            raise ValueError("Give --dataset_name or --train_file, not both.")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
+
+
+def _argv(argv) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+def _json_file(argv: list[str]) -> Optional[str]:
+    return os.path.abspath(argv[0]) if len(argv) == 1 and argv[0].endswith(".json") else None
+
+
+def peek_argument(argv, name: str, default=None, *, flag: bool = False):
+    """The value of ``--name`` in ``argv`` (or in the one JSON file given), before full parsing;
+    ``flag=True`` for a boolean (``--name``, ``--name true``)."""
+    from transformers.hf_argparser import string_to_bool
+
+    argv = _argv(argv)
+    if _json_file(argv):
+        with open(_json_file(argv), encoding="utf-8") as f:
+            return json.load(f).get(name, default)
+    parser = argparse.ArgumentParser(add_help=False)
+    if flag:
+        parser.add_argument(f"--{name}", type=string_to_bool, nargs="?", const=True, default=default)
+    else:
+        parser.add_argument(f"--{name}", default=default)
+    return getattr(parser.parse_known_args(argv)[0], name)
+
+
+def parse_args(dataclass_types: Sequence[type], argv=None, defaults: Optional[dict] = None) -> tuple:
+    """Parse ``dataclass_types`` with `HfArgumentParser` from ``argv`` (default ``sys.argv[1:]``) or
+    from one ``.json`` file, ``defaults`` (the script's embedded default run) under both."""
+    from transformers import HfArgumentParser
+
+    argv, defaults = _argv(argv), dict(defaults or {})
+    parser = HfArgumentParser(tuple(dataclass_types))
+    path = _json_file(argv)
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return parser.parse_dict({**defaults, **json.load(f)})
+    parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args, name: str) -> None:
+    """Step 2 of every recipe: the log format, INFO for the script's logger ``name`` and the
+    library's, the Trainer's level for transformers; and the seed."""
+    import transformers
+    from transformers import set_seed
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
+    for log in (name, "hf_seqgan"):
+        logging.getLogger(log).setLevel(logging.INFO)
+    transformers.utils.logging.set_verbosity(max(training_args.get_process_log_level(), logging.WARNING))
+    set_seed(training_args.seed)
+
+
+# ---------------------------------------------------------------------- trainers
+def trainer_classes(name: str) -> tuple[type, type]:
+    """``(config class, trainer class)`` of the trainer called ``name`` in :data:`TRAINERS`."""
+    if name not in TRAINERS:
+        raise ValueError(f"--trainer {name!r} is not one of {sorted(TRAINERS)}.")
+    module, config, trainer = TRAINERS[name]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise ImportError(f"--trainer {name} needs {module}, which is not in this installation of hf_seqgan ({err}).") from err
+    return getattr(mod, config), getattr(mod, trainer)
+
+
+def build_trainer(name: str, model, args, tokenizer, train_dataset, eval_dataset=None, **kwargs):
+    """The trainer ``name`` on tokenized ``(input_ids, labels)`` datasets, with a padding collator.
+
+    ``mle`` is `Seq2SeqTrainer` with :func:`~hf_seqgan.trainers._utils.token_loss_func` (plain
+    `Seq2SeqTrainer` over-scales the update under gradient accumulation, see NOTES)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    _, trainer_cls = trainer_classes(name)
+    if name == "mle":
+        from .trainers._utils import token_loss_func
+
+        kwargs.setdefault("compute_loss_func", token_loss_func(args.label_smoothing_factor))
+    # the Trainer hands labels to compute_loss_func, not to the model: decoder inputs come from the collator
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model if name == "mle" else None, label_pad_token_id=-100)
+    return trainer_cls(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                       processing_class=tokenizer, data_collator=kwargs.pop("data_collator", collator), **kwargs)
+
+
+# ---------------------------------------------------------------------- data
+@dataclass
+class Corpus:
+    """Training and validation data of a recipe. ``train_target``/``validation_target`` hold the
+    target side when it was read from its own file and is not aligned with the source side."""
+
+    train: "object"
+    validation: Optional["object"]
+    description: str
+    synthetic: bool = False
+    train_target: Optional["object"] = None
+    validation_target: Optional["object"] = None
+
+    def unpaired(self, source_column: str, target_column: str, split: str = "train", label_column: Optional[str] = None) -> tuple[list[str], list[str]]:
+        """Two unaligned corpora from ``split``: the target file's when one was given; else the rows
+        of each label (``label_column``: 0 source side, 1 target side); else the source side of the
+        first half and the target side of the second half, so that no pair is seen."""
+        data, other = getattr(self, split), getattr(self, f"{split}_target")
+        if data is None:
+            return [], []
+        if other is not None:
+            return list(data[source_column]), list(other[target_column])
+        if label_column is not None and label_column in data.column_names:
+            labels = list(data[label_column])
+            return ([t for t, y in zip(data[source_column], labels) if int(y) == 0],
+                    [t for t, y in zip(data[target_column], labels) if int(y) == 1])
+        half = len(data) // 2
+        return list(data[source_column][:half]), list(data[target_column][half:])
+
+
+def read_table(path: str, text_column: str = "text"):
+    """A `datasets.Dataset` from a local file: json/jsonl (records or a list of records), csv, tsv,
+    or any other file read as text, one item a non-empty line, into ``text_column``."""
+    from datasets import Dataset
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Data file {path!r} does not exist.")
+    kind = TEXT_SUFFIXES_TABLE.get(os.path.basename(path).rsplit(".", 1)[-1].lower(), "text")
+    if kind == "json":
+        return Dataset.from_json(path)
+    if kind in ("csv", "tsv"):
+        return Dataset.from_csv(path, sep="\t" if kind == "tsv" else ",")
+    with open(path, encoding="utf-8") as f:
+        return Dataset.from_dict({text_column: [line.strip() for line in f if line.strip()]})
+
+
+def _check_columns(dataset, columns, where: str, flags: dict) -> None:
+    for column in columns:
+        if column not in dataset.column_names:
+            flag = flags.get(column, "the column arguments")
+            raise ValueError(f"Column {column!r} not in {where} data (columns: {dataset.column_names}); set {flag}.")
+
+
+def _attach(data, target, column: str, where: str):
+    if len(target) != len(data):
+        raise ValueError(f"The {where} target file has {len(target)} items but the {where} file {len(data)}: paired files must be line-aligned.")
+    return data.add_column(column, list(target[column])) if column not in data.column_names else data
+
+
+def load_corpus(data_args, training_args, *, source_column: str, target_column: str, synthetic: Callable[..., list[dict]],
+                synthetic_what: str, paired: bool = True, column_flags: Optional[dict] = None) -> Corpus:
+    """Step 3 of every recipe: the data as a :class:`Corpus`.
+
+    ``paired`` recipes need ``source_column`` and ``target_column`` in the same rows (a target file
+    must then be line-aligned and is joined in); unpaired ones take the two sides as they come
+    (see :meth:`Corpus.unpaired`). ``synthetic(n, seed=...)`` gives the default rows.
+    """
+    from datasets import Dataset, load_dataset
+
+    flags = column_flags or {}
+    seed = training_args.seed
+    synthetic_data = not (data_args.dataset_name or data_args.train_file)
+    train_target = validation_target = None
+    if data_args.dataset_name:
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+        train, validation = raw["train"], raw.get("validation")
+        description = f"{data_args.dataset_name} (datasets.load_dataset)"
+    elif data_args.train_file:
+        train = read_table(data_args.train_file, source_column)
+        validation = read_table(data_args.validation_file, source_column) if data_args.validation_file else None
+        train_target = read_table(data_args.train_target_file, target_column) if data_args.train_target_file else None
+        validation_target = read_table(data_args.validation_target_file, target_column) if data_args.validation_target_file else None
+        description = data_args.train_file + (f" + {data_args.train_target_file}" if train_target is not None else "")
+    else:
+        logger.info("No data given: generating a synthetic %s corpus (hf_seqgan.synthetic), no network used.", synthetic_what)
+        train = Dataset.from_list(synthetic(data_args.synthetic_train_size, seed=seed))
+        validation = Dataset.from_list(synthetic(data_args.synthetic_eval_size, seed=seed + 1))
+        description = f"synthetic {synthetic_what} (hf_seqgan.synthetic, seed {seed})"
+    if paired and train_target is not None:
+        train, train_target = _attach(train, train_target, target_column, "training"), None
+    if paired and validation_target is not None:
+        validation, validation_target = _attach(validation, validation_target, target_column, "validation"), None
+    if validation is None and data_args.validation_split_percentage and train_target is None:
+        split = train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        train, validation = split["train"], split["test"]
+        description += f" ({data_args.validation_split_percentage}% held out for validation)"
+
+    def cap(dataset, n):
+        return dataset.select(range(min(n, len(dataset)))) if dataset is not None and n is not None else dataset
+
+    corpus = Corpus(cap(train, data_args.max_train_samples), cap(validation, data_args.max_eval_samples), description, synthetic_data,
+                    cap(train_target, data_args.max_train_samples), cap(validation_target, data_args.max_eval_samples))
+    for split in ("train", "validation"):
+        data, other = getattr(corpus, split), getattr(corpus, f"{split}_target")
+        if data is not None:
+            _check_columns(data, [source_column] + ([target_column] if other is None else []), split, flags)
+        if other is not None:
+            _check_columns(other, [target_column], f"{split} target", flags)
+    return corpus
+
+
+# ---------------------------------------------------------------------- model
+def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed: int = 0, special_tokens: Sequence[str] = (), max_length: int = 256):
+    """Step 4 of every recipe: ``(model, tokenizer, description)``: the given model and its
+    tokenizer (``special_tokens`` added, embeddings resized), or a tiny model of
+    ``model_args.tiny_family`` with a byte-level BPE tokenizer trained on ``training_texts``."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from .tiny import LANGUAGE_CODES, build_tiny_model, train_tokenizer
+
+    if model_args.model_name_or_path:
+        name = model_args.model_name_or_path
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or name)
+            model = AutoModelForSeq2SeqLM.from_pretrained(name)
+        except OSError as err:
+            raise OSError(f"Could not load {name!r} ({err}). With no network, pass a local folder saved with save_pretrained, "
+                          "or leave --model_name_or_path unset for the tiny embedded model.") from err
+        new = [t for t in special_tokens if t not in tokenizer.get_vocab()]
+        if new:
+            tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+            model.resize_token_embeddings(len(tokenizer))
+        return model, tokenizer, name
+    d = model_args.tiny_d_model
+    tokenizer = train_tokenizer(training_texts, vocab_size=model_args.tiny_vocab_size, language_codes=tuple(LANGUAGE_CODES) + tuple(special_tokens),
+                                model_max_length=max_length)
+    model = build_tiny_model(model_args.tiny_family, tokenizer, seed=seed, d_model=d, ffn=4 * d, layers=model_args.tiny_layers,
+                             heads=max(1, d // 16), max_positions=max(256, max_length + 8))
+    description = (f"tiny {model_args.tiny_family} built from a config (d_model={d}, {model_args.tiny_layers} layers, "
+                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters), tokenizer trained on the training text")
+    return model, tokenizer, description
+
+
+def tokenize_pairs(dataset, tokenizer, source_column: str, target_column: str, max_source_length: int, max_target_length: int, *, prefix: str = ""):
+    """``input_ids``/``attention_mask``/``labels`` from a paired dataset (its text columns removed)."""
+
+    def encode(batch):
+        enc = tokenizer([prefix + s for s in batch[source_column]], max_length=max_source_length, truncation=True)
+        enc["labels"] = tokenizer(text_target=batch[target_column], max_length=max_target_length, truncation=True)["input_ids"]
+        return enc
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+
+
+# ---------------------------------------------------------------------- evaluation helpers
+def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_length: int, max_new_tokens: int, batch_size: int = 64,
+                   num_samples: int = 1, **sample_kwargs) -> list[str]:
+    """Decode ``sources`` in batches with the :class:`~hf_seqgan.rollout.RolloutEngine` (greedy
+    unless ``do_sample=True``; ``logits_processor``, ``generator``, ... passed on); ``num_samples``
+    outputs per source, source-major."""
+    from .rollout import RolloutEngine
+
+    sample_kwargs.setdefault("do_sample", False)
+    model.eval()
+    engine = RolloutEngine(model, tokenizer)
+    out: list[str] = []
+    for i in range(0, len(sources), batch_size):
+        batch = engine.tokenize(list(sources[i : i + batch_size]), max_length=max_source_length)
+        out += engine.decode(engine.sample(**batch, max_new_tokens=max_new_tokens, num_samples=num_samples, **sample_kwargs))
+    return [text.strip() for text in out]
+
+
+def train_classifier(classifier, texts: Sequence[str], labels: Sequence[int], *, sources: Optional[Sequence[str]] = None, steps: int = 100,
+                     batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0, disable_tqdm: bool = False):
+    """Train a :class:`~hf_seqgan.discriminators.SequenceDiscriminator` (its classifier) on labeled
+    texts (with sources when conditional) by cross-entropy; returns it in eval mode."""
+    from tqdm.auto import trange
+
+    if len(texts) != len(labels) or not texts:
+        raise ValueError(f"train_classifier needs one label per text and at least one text, got {len(texts)} texts and {len(labels)} labels.")
+    device = classifier.device
+    targets = torch.as_tensor(list(labels), dtype=torch.long)  # (N,)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad], lr=learning_rate)
+    classifier.train()
+    for _ in trange(steps, desc="Training the evaluation classifier", disable=disable_tqdm):
+        idx = torch.randint(len(texts), (min(batch_size, len(texts)),), generator=generator)  # (b,)
+        logits = classifier.logits_from_texts([texts[i] for i in idx], [sources[i] for i in idx] if sources is not None else None)  # (b, C)
+        loss = torch.nn.functional.nll_loss(classifier.log_probs(logits), targets[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return classifier.eval()
+
+
+@torch.no_grad()
+def classify(classifier, texts: Sequence[str], *, sources: Optional[Sequence[str]] = None, batch_size: int = 128) -> torch.Tensor:
+    """Class log-probabilities `(N, C)` of ``texts`` under ``classifier`` (eval mode)."""
+    classifier.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        part = list(sources[i : i + batch_size]) if sources is not None else None
+        out.append(classifier.log_probs(classifier.logits_from_texts(list(texts[i : i + batch_size]), part)).cpu())
+    return torch.cat(out) if out else torch.empty(0, classifier.num_labels)
+
+
+def lead(sources: Sequence[str], words: int) -> list[str]:
+    """The Lead-N baseline: the first ``words`` words of each source."""
+    return [" ".join(s.split()[:words]) for s in sources]
+
+
+# ---------------------------------------------------------------------- end of a run
+def save_and_push(trainer, training_args) -> None:
+    """Save the model (and the tokenizer, auxiliary models), the trainer state (the curves' source),
+    and push to the hub when ``--push_to_hub`` was given."""
+    trainer.save_model()
+    trainer.save_state()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+
+
+def _format_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    width = max([len(r) for r in rows] + [6]) + 2
+    lines = ["".ljust(width) + "".join(f"{c:>14}" for c in columns)]
+    for name, row in rows.items():
+        lines.append(name.ljust(width) + "".join(f"{row[c]:>14.4f}" if c in row else f"{'':>14}" for c in columns))
+    return lines
+
+
+def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str, output_dir: str, samples: Sequence[dict] = (),
+           table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results") -> dict[str, float]:
+    """The last step of every recipe: sample outputs, what was run, a table comparing systems
+    (``table``: row -> column -> value), every metric, ``results.json`` and the training curves."""
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"Metric {key} is {value!r}, not a finite number: the run went wrong (check the data and the learning rate).")
+    if samples:
+        print("\nSample outputs:")
+        for sample in samples:
+            width = max(len(k) for k in sample) + 2
+            for key, text in sample.items():
+                print(f"  {key + ':':<{width}}{text}")
+            print()
+    print(f"== {title} ==")
+    print(f"Data:   {corpus.description}")
+    if corpus.synthetic:
+        print(SYNTHETIC_NOTE)
+    print(f"Model:  {model_description}")
+    print(f"Saved:  {os.path.abspath(output_dir)}")
+    if table:
+        print("\n" + "\n".join(_format_table(table)))
+    print()
+    print(f"{'metric':<32}{'value':>14}")
+    for key, value in metrics.items():
+        print(f"{key:<32}{value:>14.4f}")
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    try:
+        from .plotting import plot_training
+    except ImportError:  # the plotting module lands with the metrics package
+        plot_training = None
+    if plot_training is not None and os.path.isfile(os.path.join(output_dir, "trainer_state.json")):
+        print(f"Curves: {plot_training(output_dir)}")
+    return metrics
+
