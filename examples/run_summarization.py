@@ -38,7 +38,9 @@ from hf_seqgan.metrics import load_metric
 from hf_seqgan.recipes import (
     DataArguments,
     ModelArguments,
+    build_cycle_trainer,
     build_trainer,
+    direction_tokens,
     generate_texts,
     lead,
     load_corpus,
@@ -115,9 +117,8 @@ def main(argv=None):
     if validation is not None:
         eval_dataset = tokenize_pairs(validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
     if data_args.unsupervised:
-        from hf_seqgan.recipes import build_cycle_trainer
-
-        trainer = build_cycle_trainer(model, training_args, tokenizer, articles, headlines, data_args.max_source_length, data_args.max_target_length)
+        trainer = build_cycle_trainer(model, training_args, tokenizer, articles, headlines,
+                                      max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
     else:
         train_dataset = tokenize_pairs(corpus.train, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
         trainer = build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
@@ -136,6 +137,7 @@ def main(argv=None):
         predictions = generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length,
             max_new_tokens=data_args.max_target_length, batch_size=training_args.per_device_eval_batch_size,
+            **(direction_tokens(training_args, tokenizer) if data_args.unsupervised else {}),
         )
         rouge = load_metric("rouge")
         systems = {"model": predictions, f"lead{data_args.lead_words}": lead(sources, data_args.lead_words)}

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ModelArguments", "DataArguments", "Corpus", "TRAINERS", "parse_args", "peek_argument", "setup_logging",
     "trainer_classes", "build_trainer", "read_table", "load_corpus", "load_model_and_tokenizer", "tokenize_pairs",
-    "generate_texts", "train_classifier", "classify", "lead", "save_and_push", "report", "SYNTHETIC_NOTE",
+    "generate_texts", "direction_tokens", "build_cycle_trainer", "train_classifier", "classify", "lead", "save_and_push", "flatten_table", "report", "SYNTHETIC_NOTE",
 ]
 
 SYNTHETIC_NOTE = ("NOTE: the data is SYNTHETIC (generated offline by hf_seqgan.synthetic): a toy with real structure, not a "
@@ -339,20 +340,62 @@ def tokenize_pairs(dataset, tokenizer, source_column: str, target_column: str, m
 
 # ---------------------------------------------------------------------- evaluation helpers
 def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_length: int, max_new_tokens: int, batch_size: int = 64,
-                   num_samples: int = 1, **sample_kwargs) -> list[str]:
+                   num_samples: int = 1, source_token_id: Optional[int] = None, forced_token_id: Optional[int] = None,
+                   logits_processor=None, **sample_kwargs) -> list[str]:
     """Decode ``sources`` in batches with the :class:`~hf_seqgan.rollout.RolloutEngine` (greedy
-    unless ``do_sample=True``; ``logits_processor``, ``generator``, ... passed on); ``num_samples``
-    outputs per source, source-major."""
+    unless ``do_sample=True``; ``generator``, ``top_k``, ... passed on); ``num_samples`` outputs per
+    source, source-major. ``source_token_id`` is put in front of every source and ``forced_token_id``
+    forced as the first generated token (a shared model's direction tags, see :func:`direction_tokens`)."""
+    from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList
+
     from .rollout import RolloutEngine
 
     sample_kwargs.setdefault("do_sample", False)
+    processors = LogitsProcessorList(logits_processor or [])
+    if forced_token_id is not None:
+        processors.insert(0, ForcedBOSTokenLogitsProcessor(forced_token_id))
+        max_new_tokens += 1
     model.eval()
     engine = RolloutEngine(model, tokenizer)
     out: list[str] = []
     for i in range(0, len(sources), batch_size):
         batch = engine.tokenize(list(sources[i : i + batch_size]), max_length=max_source_length)
-        out += engine.decode(engine.sample(**batch, max_new_tokens=max_new_tokens, num_samples=num_samples, **sample_kwargs))
+        ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, S)
+        if source_token_id is not None:
+            ids = torch.cat([torch.full_like(ids[:, :1], source_token_id), ids], dim=1)  # (B, 1 + S)
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        rollout = engine.sample(ids, mask, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                                logits_processor=processors or None, **sample_kwargs)
+        out += engine.decode(rollout)
     return [text.strip() for text in out]
+
+
+def direction_tokens(args, tokenizer, to: str = "y") -> dict:
+    """The :func:`generate_texts` keywords that make a shared model of a
+    :class:`~hf_seqgan.trainers.cycle.CycleTrainer` (``args``: its `CycleConfig`) translate into
+    domain ``to`` ("x" or "y"): nothing for two models."""
+    if not getattr(args, "shared_model", False):
+        return {}
+    source, target = (args.x_token, args.y_token) if to == "y" else (args.y_token, args.x_token)
+    ids = tokenizer.convert_tokens_to_ids
+    if args.direction_token_position == "decoder":
+        return {"source_token_id": ids(source), "forced_token_id": ids(target)}
+    return {"source_token_id": ids(target)}
+
+
+def build_cycle_trainer(model, args, tokenizer, x_texts: Sequence[str], y_texts: Sequence[str], *, max_x_length: int, max_y_length: int, **kwargs):
+    """A :class:`~hf_seqgan.trainers.cycle.CycleTrainer` on two unaligned corpora of texts (X, the
+    source domain, and Y), tokenized here; ``kwargs`` go to the trainer (reconstructor, discriminator...)."""
+    from datasets import Dataset
+
+    _, trainer_cls = trainer_classes("cycle")
+
+    def tokenized(texts, max_length):
+        data = Dataset.from_dict({"text": list(texts)})
+        return data.map(lambda b: tokenizer(b["text"], max_length=max_length, truncation=True), batched=True, remove_columns=["text"], desc="Tokenizing")
+
+    return trainer_cls(model=model, args=args, train_dataset=tokenized(x_texts, max_x_length), target_domain_dataset=tokenized(y_texts, max_y_length),
+                       processing_class=tokenizer, **kwargs)
 
 
 def train_classifier(classifier, texts: Sequence[str], labels: Sequence[int], *, sources: Optional[Sequence[str]] = None, steps: int = 100,
@@ -413,6 +456,17 @@ def _format_table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"\W+", "_", text.split(" (")[0]).strip("_").lower()
+
+
+def flatten_table(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{row: {column: value}}`` as flat metric names ``row_column`` (lowercase, words joined by
+    ``_``, a parenthesised remark of the row left out): ``"schedule + rerank (best of 4)"`` and
+    ``"p(real)"`` give ``schedule_rerank_p_real``."""
+    return {f"{_slug(row)}_{_slug(column.replace('(', '_'))}": value for row, values in table.items() for column, value in values.items()}
+
+
 def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str, output_dir: str, samples: Sequence[dict] = (),
            table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results") -> dict[str, float]:
     """The last step of every recipe: sample outputs, what was run, a table comparing systems
@@ -436,9 +490,10 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
     if table:
         print("\n" + "\n".join(_format_table(table)))
     print()
-    print(f"{'metric':<32}{'value':>14}")
+    width = max([len(key) for key in metrics] + [6]) + 2
+    print(f"{'metric':<{width}}{'value':>14}")
     for key, value in metrics.items():
-        print(f"{key:<32}{value:>14.4f}")
+        print(f"{key:<{width}}{value:>14.4f}")
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
