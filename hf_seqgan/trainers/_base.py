@@ -13,7 +13,13 @@ only composes the engines:
 - **metrics**: :meth:`BaseTrainer.record` buffers method-specific figures per mode ("train" /
   "eval"); they are averaged and merged into the Trainer's logs in :meth:`log`, so TensorBoard, W&B
   and ``trainer_state.json`` receive them.
-- **PEFT**: :func:`apply_peft` wraps a model with `get_peft_model` after checking the config.
+- **PEFT**: :func:`apply_peft` wraps a model with `get_peft_model` after checking the config, picking
+  the attention projections as LoRA targets for families peft has no default for (Marian, mBART,
+  Pegasus).
+- **the Hub**: ``create_model_card`` / ``save_model`` write a model card for the generator and each
+  auxiliary model; ``push_to_hub`` and the periodic ``hub_strategy`` push them all (see
+  :mod:`hf_seqgan.hub`). ``trainer.auxiliary_hub_model_ids = {"discriminator": "me/my-d"}`` sends
+  an auxiliary model to a repo of its own instead of a subfolder of the generator's.
 
 The auxiliary optimizers are deliberately not passed through ``accelerator.prepare``: an accelerate
 optimizer skips ``step()`` on the generator's gradient-accumulation micro-batches, while an
@@ -22,7 +28,9 @@ auxiliary model is updated on every call of :meth:`auxiliary_step`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import os
 from collections import defaultdict
 from typing import Any, Optional
@@ -30,9 +38,13 @@ from typing import Any, Optional
 import torch
 from transformers import Seq2SeqTrainer, get_scheduler
 
-__all__ = ["BaseTrainer", "Auxiliary", "apply_peft"]
+__all__ = ["BaseTrainer", "Auxiliary", "apply_peft", "with_default_targets"]
 
 AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
+logger = logging.getLogger(__name__)
+# LoRA targets tried in order when peft has no default for the model family: the attention query and
+# value projections of BART-style (Marian, mBART, Pegasus, M2M100...), T5-style and BERT-style models.
+DEFAULT_PEFT_TARGETS = (("q_proj", "v_proj"), ("q", "v"), ("query", "value"))
 AUXILIARY_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
@@ -46,7 +58,27 @@ def apply_peft(model, peft_config, *, what: str = "model"):
         raise TypeError(f"The {what}'s peft_config must be a peft.PeftConfig (e.g. LoraConfig(task_type='SEQ_2_SEQ_LM')), got {type(peft_config).__name__}.")
     if isinstance(model, PeftModel):
         raise ValueError(f"The {what} is already a PeftModel and a peft_config was given too: pass one or the other.")
-    return get_peft_model(model, peft_config)
+    return get_peft_model(model, with_default_targets(model, peft_config))
+
+
+def with_default_targets(model, peft_config):
+    """``peft_config`` with ``target_modules`` filled in when it has none and peft knows no default
+    for the model's family (peft 0.21 has LoRA defaults for BART and T5 but not for Marian, mBART or
+    Pegasus, and raises): the first of :data:`DEFAULT_PEFT_TARGETS` whose modules are all linear
+    layers of the model, else ``"all-linear"``. The given config is not modified."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as defaults
+
+    if getattr(peft_config, "target_modules", "") is not None or hasattr(peft_config, "feedforward_modules"):
+        return peft_config  # set by the user, not a target-module method, or IA3 (which pairs targets with feed-forward modules)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in defaults:
+        return peft_config
+    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    targets = next((list(pair) for pair in DEFAULT_PEFT_TARGETS if set(pair) <= linear), "all-linear")
+    logger.info("peft has no default target modules for model_type=%r: using %s.", model_type, targets)
+    peft_config = copy.deepcopy(peft_config)
+    peft_config.target_modules = targets
+    return peft_config
 
 
 @dataclasses.dataclass
@@ -89,6 +121,9 @@ class BaseTrainer(Seq2SeqTrainer):
         return model, args
 
     def __init__(self, *args, **kwargs):
+        #: auxiliary model name -> Hub repo id of its own; absent: pushed as a subfolder of the generator's repo
+        self.auxiliary_hub_model_ids: dict[str, str] = {}
+        self._model_card_kwargs: dict[str, Any] = {}  # remembered from create_model_card/push_to_hub for later saves
         super().__init__(*args, **kwargs)
         self._auxiliaries: dict[str, Auxiliary] = {}
         self._metrics: dict[str, defaultdict] = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -182,10 +217,17 @@ class BaseTrainer(Seq2SeqTrainer):
         pass
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
-        super().save_model(output_dir, _internal_call=_internal_call)
+        """Save the generator, each auxiliary model in its subfolder and their model cards; then push
+        (``push_to_hub=True`` and a call from the user), as transformers' ``save_model`` does."""
+        super().save_model(output_dir, _internal_call=True)  # the push waits for the auxiliary models and cards
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
+        if self.args.should_save:
+            self._save_auxiliaries(output_dir)
+            self._write_model_cards(output_dir, strict=not _internal_call)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save_auxiliaries(self, output_dir: str) -> None:
         for name, aux in self._auxiliaries.items():
             folder = os.path.join(output_dir, name)
             model = aux.unwrapped
@@ -196,6 +238,60 @@ class BaseTrainer(Seq2SeqTrainer):
                 torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
             if aux.processing_class is not None and hasattr(aux.processing_class, "save_pretrained"):
                 aux.processing_class.save_pretrained(folder)
+
+    # ------------------------------------------------------------------ model cards and the Hub
+    def _write_model_cards(self, output_dir: str, strict: bool) -> None:
+        from ..hub import write_model_cards
+
+        try:
+            write_model_cards(self, output_dir, **self._model_card_kwargs)
+        except Exception as err:
+            if strict:
+                raise
+            logger.warning("Could not write the model cards in %s (%s: %s); the weights are saved.", output_dir, type(err).__name__, err)
+
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None, tasks=None,
+                          dataset_tags=None, dataset=None, dataset_args=None, output_dir: Optional[str] = None) -> Optional[list[str]]:
+        """Write the model cards (``README.md``) of the generator in ``output_dir`` (default
+        ``args.output_dir``) and of each saved auxiliary model in its subfolder, filled from the run
+        (see :mod:`hf_seqgan.hub`). Arguments as in transformers' ``Trainer.create_model_card``; they are
+        remembered for the cards later saves write. Returns the paths written."""
+        if not self.is_world_process_zero():
+            return None
+        from ..hub import write_model_cards
+
+        given = dict(language=language, license=license, tags=tags, model_name=model_name, finetuned_from=finetuned_from, tasks=tasks,
+                     dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
+        self._model_card_kwargs.update({key: value for key, value in given.items() if value is not None})
+        return write_model_cards(self, output_dir if output_dir is not None else self.args.output_dir, **self._model_card_kwargs)
+
+    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
+        """Create the generator's repo (``hub_model_id``, else the output folder's name), failing at
+        once with a clear error when offline or without a token."""
+        from ..hub import init_repo
+
+        init_repo(self, token=token, private=private)
+
+    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, token: Optional[str] = None,
+                    revision: Optional[str] = None, private: Optional[bool] = None, auxiliary_hub_model_ids: Optional[dict] = None, **kwargs):
+        """Upload the generator, its card and the auxiliary models with theirs (transformers'
+        ``Trainer.push_to_hub``). ``auxiliary_hub_model_ids`` (e.g. ``{"discriminator": "me/my-d"}``)
+        updates :attr:`auxiliary_hub_model_ids`: the models named there go to repos of their own.
+        ``kwargs`` go to :meth:`create_model_card`. Returns the generator's `CommitInfo` (a future
+        when ``blocking=False``)."""
+        from ..hub import push_trainer
+
+        if auxiliary_hub_model_ids:
+            unknown = set(auxiliary_hub_model_ids) - set(self._auxiliaries)
+            if unknown:
+                raise ValueError(f"auxiliary_hub_model_ids names {sorted(unknown)}, but this trainer's auxiliary models are {sorted(self._auxiliaries)}.")
+            self.auxiliary_hub_model_ids.update(auxiliary_hub_model_ids)
+        return push_trainer(self, commit_message=commit_message, blocking=blocking, token=token, revision=revision, private=private, card_kwargs=kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        from ..hub import push_checkpoint
+
+        push_checkpoint(self, checkpoint_folder)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)

@@ -1,0 +1,572 @@
+"""Model cards and Hub pushes for models trained by hf_seqgan.
+
+Every trainer inherits from :class:`~hf_seqgan.trainers._base.BaseTrainer`:
+
+- ``create_model_card(...)`` (the signature of transformers' ``Trainer.create_model_card``) and
+  ``save_model()`` write a ``README.md`` for the generator and one in each auxiliary model's folder
+  (``discriminator/``, ``reconstructor/``), rendered offline from the Jinja templates in
+  ``model_cards/`` with `huggingface_hub.ModelCard.from_template`. A card is filled from the run:
+  the base model, the method and its papers (BibTeX), every setting that differs from the config
+  class's defaults (schedules spelled out with a reading), the datasets, the final evaluation
+  metrics as ``eval_results`` (``model-index`` in the metadata), the library versions, the intended
+  use and the limitations (GAN training is unstable; MLE decoded at a lower temperature is a strong
+  baseline, Caccia et al. 2020, https://arxiv.org/abs/1811.02549).
+- ``push_to_hub()`` pushes the generator with its card, and each auxiliary model as a subfolder of
+  the generator's repo (default) or to a repo of its own (``trainer.auxiliary_hub_model_ids =
+  {"discriminator": "me/my-discriminator"}``, or the same keyword of ``push_to_hub``).
+  ``hub_model_id``, ``hub_private_repo``, ``hub_token``, ``hub_revision`` and the periodic
+  ``hub_strategy`` (``every_save``, ``checkpoint``, ``all_checkpoints``) behave as in
+  transformers, auxiliary models included. Offline (``HF_HUB_OFFLINE=1``) or without a token, a
+  push fails at once with :class:`HubPushError` saying what to change.
+
+Examples:
+
+```python
+>>> from hf_seqgan.hub import describe_schedule
+>>> describe_schedule("linear:1,0,1000")
+'linear from 1 to 0 over 1000 steps, then 0'
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+__all__ = ["METHODS", "HubPushError", "describe_schedule", "model_card", "write_model_cards", "init_repo", "push_trainer", "push_checkpoint", "templates_dir"]
+
+logger = logging.getLogger(__name__)
+
+LIBRARY_URL = "https://github.com/hf-seqgan/hf_seqgan"
+TASK = "text2text-generation"
+# Fields that say where and how a run is stored or shown, not how the model was trained.
+BOOKKEEPING = {"output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "push_to_hub", "hub_model_id", "hub_strategy",
+               "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "overwrite_output_dir"}
+TRAINING_STATE = re.compile(r"^(optimizer|scheduler|rng_state|scaler).*|^trainer_state\.json$|^hf_seqgan_training_state\.pt$")
+VERSIONED = ("hf_seqgan", "transformers", "torch", "peft", "accelerate", "datasets", "tokenizers", "huggingface_hub")
+
+
+class HubPushError(OSError):
+    """A push to the Hub cannot be done as configured (offline mode, no token, unreachable endpoint)."""
+
+
+@dataclasses.dataclass
+class Method:
+    name: str
+    tag: str
+    description: str
+    papers: list[str]
+
+
+# ------------------------------------------------------------------ methods and papers
+def _scheduled_sampling(args) -> Method:
+    parallel = getattr(args, "mode", "parallel") == "parallel"
+    how = ("a first teacher-forced pass predicts every position and a second pass learns on the gold inputs mixed with "
+           "those predictions (Mihaylova & Martins 2019)") if parallel else "the decoder runs step by step on its own mixed prefix (Bengio et al. 2015)"
+    return Method("scheduled sampling", "scheduled-sampling",
+                  "Scheduled sampling feeds the decoder its own predictions in place of gold tokens with a probability that grows "
+                  f"during training, to reduce exposure bias; the loss stays the cross-entropy on the gold labels. Here {how}.",
+                  ["bengio2015scheduled"] + (["mihaylova2019scheduled"] if parallel else []))
+
+
+def _professor_forcing(args) -> Method:
+    return Method("professor forcing", "professor-forcing",
+                  "Professor forcing trains the decoder so that its hidden states when it runs free cannot be told apart by a "
+                  "discriminator from those under teacher forcing, next to the usual cross-entropy.", ["lamb2016professor"])
+
+
+def _adversarial(args) -> Method:
+    if getattr(args, "generator_update", "reinforce") == "gumbel":
+        return Method("adversarial training (Gumbel-softmax)", "gan",
+                      "The generator is trained against a discriminator updated in the same loop, through straight-through "
+                      "Gumbel-softmax samples fed to the discriminator's embeddings (RelGAN), next to an MLE term.",
+                      ["nie2019relgan", "jang2017categorical"])
+    papers, parts = [], []
+    if getattr(args, "use_discriminator", True):
+        papers.append("yu2017seqgan")
+        parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by a discriminator trained in the same loop (SeqGAN)")
+    else:
+        parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by metric functions alone")
+    if getattr(args, "rollouts", 0):
+        parts.append(f"per-token rewards from {args.rollouts} Monte-Carlo rollouts per prefix")
+    if getattr(args, "step_rewards", False):
+        papers.append("li2017adversarial")
+        parts.append("per-token rewards from the discriminator scoring every prefix")
+    baseline = getattr(args, "baseline", "moving_average")
+    if baseline == "self_critical" or not getattr(args, "use_discriminator", True):
+        papers.append("rennie2017self")
+    parts.append(f"baseline: {baseline.replace('_', ' ')} (self-critical = the greedy output's reward, SCST)" if baseline == "self_critical"
+                 else f"baseline: {baseline.replace('_', ' ')}")
+    return Method("adversarial training (REINFORCE)", "gan", "The generator is trained with " + "; ".join(parts) + ", next to an MLE term.", papers)
+
+
+def _cycle(args) -> Method:
+    return Method("cycle training", "cycle-consistency",
+                  "A forward model and a reconstructor are trained together without parallel data: the reconstructor maps the "
+                  "forward model's outputs back to the (noised) inputs, and a discriminator keeps the outputs in the target domain.",
+                  ["wang2018learning", "lample2018unsupervised"])
+
+
+#: The method of each trainer (by class name) as a function of its config: name, tag, description, paper keys.
+METHODS: dict[str, Callable[[Any], Method]] = {
+    "ScheduledSamplingTrainer": _scheduled_sampling,
+    "ProfessorForcingTrainer": _professor_forcing,
+    "AdversarialTrainer": _adversarial,
+    "CycleTrainer": _cycle,
+}
+ROLES = {
+    "discriminator": "it scores outputs as real (a reference) or fake (a generated output).",
+    "reconstructor": "it maps the forward model's outputs back to their inputs (cycle consistency).",
+}
+
+
+def method_of(trainer) -> Method:
+    for cls in type(trainer).__mro__:
+        if cls.__name__ in METHODS:
+            return METHODS[cls.__name__](trainer.args)
+    return Method(type(trainer).__name__, "seq2seq", f"Trained with `{type(trainer).__name__}`.", [])
+
+
+def templates_dir() -> Path:
+    """``model_cards/`` beside the package (source or editable install) or inside it (wheel)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "model_cards", here / "model_cards"):
+        if (folder / "generator.md.jinja").is_file():
+            return folder
+    raise FileNotFoundError(f"The model card templates (model_cards/*.md.jinja) are missing beside {here}; reinstall hf_seqgan.")
+
+
+def _references() -> dict[str, str]:
+    text = (templates_dir() / "references.bib").read_text(encoding="utf-8")
+    return {m.group(1): m.group(0).strip() for m in re.finditer(r"@\w+\{(\w+),.*?\n\}", text, flags=re.S)}
+
+
+def _paper(key: str, bibtex: str) -> dict:
+    field = {k: re.sub(r"[{}]|\\'", "", v) for k, v in re.findall(r"(\w+)\s*=\s*\{(.*)\},?\s*$", bibtex, flags=re.M)}
+    authors = [a.split(",")[0].strip() for a in field.get("author", "").split(" and ")]
+    return {"key": key, "title": field.get("title", key), "year": field.get("year", ""), "url": field.get("url", ""),
+            "authors": authors[0] + (" et al." if len(authors) > 2 else f" & {authors[1]}" if len(authors) == 2 else "")}
+
+
+# ------------------------------------------------------------------ the run's facts
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def describe_schedule(spec) -> str:
+    """A reading of a schedule string, e.g. ``inverse_sigmoid:k=1000`` -> how it moves over steps."""
+    from .schedules import Schedule, _fmt as num
+
+    s = Schedule.from_string(spec)
+    if s.name == "constant":
+        return f"constant {num(s.value_)}"
+    if s.name in ("linear", "cosine"):
+        shape = "linear" if s.name == "linear" else "half a cosine"
+        return f"{shape} from {num(s.start)} to {num(s.end)} over {num(s.steps)} steps, then {num(s.end)}"
+    if s.name == "exponential":
+        half = f", halfway after {math.log(0.5) / math.log(s.rate):.0f} steps" if s.rate < 1 else ""
+        return f"{num(s.end)} + ({num(s.start)} - {num(s.end)}) x {num(s.rate)}^step: {num(s.start)} at step 0{half}"
+    if s.name == "inverse_sigmoid":
+        return f"k / (k + exp(step / k)) with k={num(s.k)}: {s.value(0):.3g} at step 0, 0.5 at step {s.k * math.log(s.k):.0f}, then towards 0"
+    if s.name == "piecewise":
+        return "linear between " + ", ".join(f"{num(x)} at step {num(y)}" for y, x in s.points) + "; constant outside"
+    return str(s)  # pragma: no cover - a schedule added later
+
+
+def _config_diff(args) -> tuple[list[dict], list[dict]]:
+    """(method settings, training arguments) that differ from the config class's defaults."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from .schedules import SCHEDULE_FORMS, Schedule
+
+    try:
+        defaults = type(args)(output_dir=args.output_dir).to_dict()
+    except Exception:  # a config whose defaults alone do not validate: compare with the declared defaults
+        defaults = {f.name: f.default for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING}
+    own = {f.name: f for f in dataclasses.fields(args)}
+    base = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    method, training = [], []
+    for name, value in args.to_dict().items():
+        if name in BOOKKEEPING or name.startswith("_") or name not in own:
+            continue
+        help_text = own[name].metadata.get("help", "")
+        is_schedule = SCHEDULE_FORMS in help_text
+        if is_schedule:  # compare and show the canonical spelling ("1" is "constant:1")
+            value = str(Schedule.from_string(value))
+            defaults[name] = str(Schedule.from_string(defaults[name])) if name in defaults else dataclasses.MISSING
+        if defaults.get(name, dataclasses.MISSING) == value:
+            continue
+        reading = describe_schedule(value) if is_schedule else re.split(r"\.\s+(?=[A-Z])", help_text)[0].rstrip(".")
+        row = {"name": name, "value": _fmt(value), "default": _fmt(defaults.get(name, "—")), "reading": _fmt(reading), "schedule": is_schedule}
+        (training if name in base else method).append(row)
+    return method, training
+
+
+def _schedules(args, step: int) -> list[dict]:
+    from .schedules import SCHEDULE_FORMS, Schedule
+
+    rows = []
+    for f in dataclasses.fields(args):
+        if SCHEDULE_FORMS in f.metadata.get("help", ""):
+            schedule = Schedule.from_string(getattr(args, f.name))
+            reading = f"{describe_schedule(schedule)}; {schedule.value(step):.4g} at step {step} (end of this run)"
+            rows.append({"name": f.name, "value": str(schedule), "reading": reading})
+    return rows
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name) if name != "hf_seqgan" else __import__("hf_seqgan").__version__
+        except Exception:
+            continue
+    return found
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name or "")) and not os.path.exists(name)
+
+
+def _describe_model(model, finetuned_from: Optional[str] = None) -> dict:
+    """Base model facts of ``model`` (a PeftModel, a SequenceDiscriminator or a PreTrainedModel)."""
+    inner = getattr(model, "model", model) if not hasattr(model, "config") else model  # SequenceDiscriminator -> classifier
+    is_peft = hasattr(inner, "peft_config") and hasattr(inner, "get_base_model")
+    base = inner.get_base_model() if is_peft else inner
+    config = base.config
+    name = finetuned_from or getattr(config, "_name_or_path", "") or ""
+    hub_id = name if _is_hub_id(name) else None
+    sizes = {}
+    for key in ("d_model", "hidden_size", "encoder_layers", "decoder_layers", "num_layers", "num_decoder_layers", "num_hidden_layers", "vocab_size"):
+        value = getattr(config, key, None)
+        aliased = key in ("hidden_size", "num_hidden_layers") and len(sizes) > 0 and value in sizes.values()
+        if isinstance(value, int) and not aliased:
+            sizes[key] = value
+    shape = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    params = sum(p.numel() for p in base.parameters())
+    if hub_id:
+        sentence = f"a fine-tuned version of [{hub_id}](https://huggingface.co/{hub_id})"
+    elif name:
+        sentence = f"a `{type(base).__name__}` fine-tuned from the local checkpoint `{name}`"
+    else:
+        sentence = f"a `{type(base).__name__}` built from its configuration ({shape}) with no pretrained base"
+    peft_type = None
+    if is_peft:
+        cfg = next(iter(inner.peft_config.values()))
+        peft_type = f"{cfg.peft_type.value if hasattr(cfg.peft_type, 'value') else cfg.peft_type}, target modules {sorted(cfg.target_modules or [])}"
+    return {"base_model": hub_id, "base_name": name, "base_sentence": f"{sentence}; {params / 1e6:.2f}M parameters", "is_peft": is_peft,
+            "peft_type": peft_type, "model_type": getattr(config, "model_type", None), "class": type(base).__name__, "config": config}
+
+
+def _datasets(trainer, dataset_tags=None, dataset=None) -> tuple[list[str], list[str]]:
+    """(dataset tags for the metadata, lines for the card) from the arguments or the datasets' info."""
+    try:
+        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES as packaged
+    except ImportError:  # pragma: no cover
+        packaged = {}
+    tags = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags or [])
+    lines = []
+    for split, data in (("training", trainer.train_dataset), ("evaluation", trainer.eval_dataset)):
+        for key, ds in (data.items() if isinstance(data, dict) else [(None, data)]):
+            if ds is None:
+                continue
+            info = getattr(ds, "info", None)
+            name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
+            if not dataset_tags and name and name not in packaged and name != "generator" and name not in tags:
+                tags.append(name)
+            size = f"{len(ds)} rows" if hasattr(ds, "__len__") else "streamed"
+            columns = f", columns {list(ds.column_names)}" if getattr(ds, "column_names", None) else ""
+            label = f"`{name}`" if name else "an in-memory dataset"
+            desc = f" — {info.description.strip()}" if getattr(info, "description", None) else ""
+            lines.append(f"{split}{f' ({key})' if key else ''}: {label}, {size}{columns}{desc}")
+    names = [dataset] if isinstance(dataset, str) else list(dataset or [])
+    return tags, ([f"datasets: {', '.join(names)}"] if names else []) + lines
+
+
+def _final_metrics(log_history: list[dict]) -> tuple[dict, Optional[int], dict, Optional[int]]:
+    """(last evaluation metrics, its step, last logged training figures, its step)."""
+    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos", "train_runtime",
+            "train_samples_per_second", "train_steps_per_second", "train_loss", "model_preparation_time"}
+    evals = [e for e in log_history if any(k.startswith("eval_") for k in e)]
+    trains = [e for e in log_history if "loss" in e or any(not k.startswith("eval_") and k not in skip and k != "learning_rate" for k in e)]
+    trains = [e for e in trains if not any(k.startswith("eval_") for k in e) and "train_runtime" not in e]
+    eval_metrics = {k[5:]: v for k, v in (evals[-1].items() if evals else []) if k.startswith("eval_") and k[5:] not in skip and isinstance(v, (int, float))}
+    train_metrics = {k: v for k, v in (trains[-1].items() if trains else []) if k not in skip and isinstance(v, (int, float))}
+    return eval_metrics, (evals[-1].get("step") if evals else None), train_metrics, (trains[-1].get("step") if trains else None)
+
+
+def _limitations(method: Method) -> list[str]:
+    first = {
+        "scheduled-sampling": "Scheduled sampling trains on the model's own predictions: a probability of gold tokens that decays "
+                              "too fast makes it learn from poor prefixes, and gains over teacher forcing are often small.",
+    }.get(method.tag, "Adversarial and free-running training of text generators is unstable: results vary with seeds and "
+                      "settings, discriminators can win too easily, rewards are high-variance, and outputs can collapse to a few modes.")
+    return [
+        first,
+        "MLE with a lower sampling temperature is a strong baseline: Caccia et al. (2020, *Language GANs Falling Short*, "
+        "https://arxiv.org/abs/1811.02549) found it matches or beats language GANs over the whole quality–diversity trade-off. "
+        "Compare this model with the plain MLE model across temperatures (quality and diversity), not on quality alone.",
+        "The model inherits the biases and errors of its base model and training data; its outputs are not checked facts.",
+    ]
+
+
+# ------------------------------------------------------------------ cards
+def _repo_of(trainer, model_name: Optional[str]) -> str:
+    return getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name or Path(trainer.args.output_dir).name
+
+
+def _where(trainer, name: str, repo: str) -> tuple[str, str]:
+    """(where the auxiliary model ``name`` lives, the repo holding it) as the cards describe it."""
+    own = getattr(trainer, "auxiliary_hub_model_ids", {}).get(name)
+    if own:
+        return f"its own repo [{own}](https://huggingface.co/{own})", own
+    return f"the `{name}/` folder of this repo", repo
+
+
+def _usage(kind: str, repo: str, subfolder: Optional[str], facts: dict) -> str:
+    sub = f', subfolder="{subfolder}"' if subfolder else ""
+    if kind == "classifier":
+        path = f'snapshot_download("{repo}", allow_patterns="{subfolder}/*") + "/{subfolder}"' if subfolder else f'snapshot_download("{repo}")'
+        return (f"from huggingface_hub import snapshot_download\nfrom hf_seqgan import SequenceDiscriminator\n\n"
+                f"discriminator = SequenceDiscriminator.from_pretrained({path})\n"
+                f'print(discriminator.score_texts(["an output"], sources=["its source"]).exp())  # p(real)')
+    head = "from transformers import AutoTokenizer\n"
+    if facts["is_peft"]:
+        load = f'from peft import AutoPeftModelForSeq2SeqLM\n\nmodel = AutoPeftModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\nmodel = model.merge_and_unload()  # optional: a plain transformers model\n'
+        if not facts["base_name"]:
+            load = (f"# The base model was built in memory: load it yourself, then\n# model = PeftModel.from_pretrained(base_model, \"{repo}\"{sub})\n" + load)
+    else:
+        load = f'from transformers import AutoModelForSeq2SeqLM\n\nmodel = AutoModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\n'
+    return (head + load + f'tokenizer = AutoTokenizer.from_pretrained("{repo}"{sub})\n'
+            'inputs = tokenizer(["a source text"], return_tensors="pt")\n'
+            "print(tokenizer.batch_decode(model.generate(**inputs, max_new_tokens=64), skip_special_tokens=True))")
+
+
+def model_card(trainer, *, name: Optional[str] = None, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+               tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
+    """The `ModelCard` of the generator (``name=None``) or of the auxiliary model ``name``."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    method = method_of(trainer)
+    references = _references()
+    keys = method.papers + ["caccia2020language"]
+    papers = [_paper(k, references[k]) for k in method.papers]
+    step = trainer.state.global_step
+    repo = _repo_of(trainer, model_name)
+    data_tags, dataset_lines = _datasets(trainer, dataset_tags, dataset)
+    eval_metrics, eval_step, train_metrics, train_step = _final_metrics(trainer.state.log_history)
+    method_knobs, training_knobs = _config_diff(trainer.args)
+    task = ([tasks] if isinstance(tasks, str) else list(tasks or [TASK]))[0]
+    aux = trainer.auxiliary(name).unwrapped if name is not None else None
+    model = aux if aux is not None else trainer.accelerator.unwrap_model(trainer.model)  # a PeftModel stays one
+    facts = _describe_model(model, finetuned_from if name is None else None)
+    user_tags = [tags] if isinstance(tags, str) else list(tags or [])
+    common = dict(model_name=f"{repo.split('/')[-1]}{f' ({name})' if name else ''}", method=method, papers=papers, library_url=LIBRARY_URL,
+                  versions=_versions(), bibtex="\n\n".join(references[k] for k in keys), global_step=step, train_step=train_step, **facts)
+    is_classifier = name is not None and not (hasattr(model, "generate") and getattr(facts["config"], "is_encoder_decoder", False))
+    if is_classifier:
+        where, aux_repo = _where(trainer, name, repo)
+        in_own = aux_repo != repo
+        prefix = name.split("_")[0]
+        config = facts["config"]
+        data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", pipeline_tag="text-classification", license=license,
+                             language=language, base_model=facts["base_model"], datasets=data_tags or None,
+                             tags=list(dict.fromkeys(["hf_seqgan", name, method.tag, facts["model_type"], *user_tags])))
+        return ModelCard.from_template(
+            data, template_path=str(templates_dir() / "discriminator.md.jinja"), role=name, role_description=ROLES.get(name, ""),
+            generator_name=repo, generator_link=f"https://huggingface.co/{repo}", classifier_class=facts["class"],
+            labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(getattr(config, "id2label", {}).items())) or str(getattr(config, "num_labels", "?")),
+            conditional=getattr(aux, "conditional", None), max_length=getattr(aux, "max_length", None), steps=trainer.auxiliary(name).steps,
+            knobs=[k for k in method_knobs if prefix in k["name"]] or [{"name": f.name, "value": _fmt(getattr(trainer.args, f.name)), "default": _fmt(f.default)}
+                                                                     for f in dataclasses.fields(trainer.args) if prefix in f.name],
+            metrics={k: _fmt(v) for k, v in train_metrics.items() if k.startswith(prefix[0] + "_") or prefix in k or "reward" in k},
+            usage=_usage("classifier", aux_repo, None if in_own else name, facts),
+            dataset_summary=", ".join(data_tags) or "the run's training data", **common,
+        )
+    eval_results = [EvalResult(task_type=task, dataset_type=(data_tags or ["custom"])[0], dataset_name=(data_tags or ["custom"])[0],
+                               metric_type=k, metric_value=round(float(v), 6)) for k, v in eval_metrics.items()] or None
+    companions = []
+    if name is None:
+        for other in getattr(trainer, "_auxiliaries", {}):
+            where, _ = _where(trainer, other, repo)
+            companions.append({"name": other, "kind": type(trainer.auxiliary(other).unwrapped).__name__, "where": where})
+    data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", license=license, language=language,
+                         base_model=facts["base_model"], datasets=data_tags or None, model_name=repo if eval_results else None,
+                         eval_results=eval_results, metrics=sorted(eval_metrics) or None,
+                         tags=list(dict.fromkeys(["hf_seqgan", method.tag, task, facts["model_type"], *(["lora"] if facts["is_peft"] else []), *user_tags])))
+    return ModelCard.from_template(
+        data, template_path=str(templates_dir() / "generator.md.jinja"), role=name or "generator", role_description=ROLES.get(name or "", ""),
+        companions=companions, trainer_class=type(trainer).__name__, config_class=type(trainer.args).__name__,
+        epoch=_fmt(trainer.state.epoch) if trainer.state.epoch else None, method_knobs=method_knobs, training_knobs=training_knobs,
+        schedules=_schedules(trainer.args, step), dataset_lines=dataset_lines, eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},
+        eval_step=eval_step, train_metrics={k: _fmt(v) for k, v in train_metrics.items()},
+        usage=_usage("seq2seq", repo if name is None else _where(trainer, name, repo)[1],
+                     name if name and not getattr(trainer, "auxiliary_hub_model_ids", {}).get(name) else None, facts),
+        intended_use=(f"Research on training sequence-to-sequence models beyond teacher forcing, and {task} on data like its training "
+                      "data. Review its outputs before any use where errors matter."),
+        limitations=_limitations(method), **common,
+    )
+
+
+def write_model_cards(trainer, output_dir: str, **card_kwargs) -> list[str]:
+    """Write ``README.md`` for the generator in ``output_dir`` and for each auxiliary model in its
+    subfolder (when that folder exists). Returns the paths written."""
+    written = []
+    targets = [(None, output_dir)] + [(n, os.path.join(output_dir, n)) for n in getattr(trainer, "_auxiliaries", {})]
+    for name, folder in targets:
+        if not os.path.isdir(folder):
+            continue
+        path = os.path.join(folder, "README.md")
+        model_card(trainer, name=name, **card_kwargs).save(path)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------ pushing
+def hub_api():
+    """An `HfApi` on the current endpoint (``huggingface_hub.constants.ENDPOINT``), tagged hf_seqgan."""
+    from huggingface_hub import HfApi
+
+    from . import __version__
+
+    return HfApi(library_name="hf_seqgan", library_version=__version__)
+
+
+@contextmanager
+def hub_errors(action: str, token=None):
+    """Fail at once, clearly, when the Hub cannot be reached as configured; name the fix."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    fix = ("save locally with trainer.save_model() and upload the folder later (`hf upload <repo> <output_dir>`), "
+           "or set push_to_hub=False")
+    if constants.is_offline_mode():
+        raise HubPushError(f"Cannot {action}: huggingface_hub is in offline mode (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE "
+                           f"(it is read when huggingface_hub is imported) where the Hub ({constants.ENDPOINT}) is reachable, or {fix}.")
+    if token is False or (token is None and get_token() is None):
+        raise HubPushError(f"Cannot {action}: no Hugging Face token. Log in (`hf auth login`), set HF_TOKEN, or pass hub_token; or {fix}.")
+    try:
+        yield
+    except OfflineModeIsEnabled as err:
+        raise HubPushError(f"Cannot {action}: offline mode was enabled during the push ({err}); {fix}.") from err
+    except Exception as err:
+        # httpx's TransportError (connection refused, DNS, timeouts) has no common base with OSError
+        unreachable = isinstance(err, (ConnectionError, TimeoutError)) or any(c.__name__ == "TransportError" for c in type(err).__mro__)
+        if not unreachable:
+            raise
+        raise HubPushError(f"Cannot {action}: {constants.ENDPOINT} is unreachable ({type(err).__name__}: {err}); check HF_ENDPOINT "
+                           f"and the network, or {fix}.") from err
+
+
+def init_repo(trainer, token=None, private=None) -> None:
+    """What ``BaseTrainer.init_hf_repo`` does: create the generator's repo (``hub_model_id``, else the
+    output folder's name) on the current endpoint."""
+    if not trainer.is_world_process_zero():
+        return
+    args = trainer.args
+    token = token if token is not None else args.hub_token
+    private = private if private is not None else args.hub_private_repo
+    with hub_errors("create the Hub repo", token):
+        repo = args.hub_model_id or Path(args.output_dir).absolute().name
+        trainer.hub_model_id = hub_api().create_repo(repo, token=token, private=private, exist_ok=True).repo_id
+    trainer.push_in_progress = None
+
+
+def _separate_repos(trainer, private, token) -> dict[str, str]:
+    """The auxiliary models pushed to repos of their own (created on first use)."""
+    repos = {n: r for n, r in getattr(trainer, "auxiliary_hub_model_ids", {}).items() if r and n in trainer._auxiliaries}
+    created = trainer.__dict__.setdefault("_hub_created_repos", {})
+    for name, repo in repos.items():
+        if repo not in created:
+            created[repo] = hub_api().create_repo(repo, token=token, private=private, exist_ok=True).repo_id
+        repos[name] = created[repo]
+    return repos
+
+
+def push_trainer(trainer, *, commit_message="End of training", blocking=True, token=None, revision=None, private=None, card_kwargs=None):
+    """What ``BaseTrainer.push_to_hub`` does: transformers' ``Trainer.push_to_hub`` with the model
+    cards and the auxiliary models (subfolders, or their own repos)."""
+    args = trainer.args
+    token = token if token is not None else args.hub_token
+    private = private if private is not None else args.hub_private_repo
+    card_kwargs = dict(card_kwargs or {})
+    with hub_errors("push to the Hub", token):
+        trainer.callback_handler.on_push_begin(args, trainer.state, trainer.control)
+        if card_kwargs.get("model_name") is None and args.should_save:
+            card_kwargs["model_name"] = (args.hub_model_id or Path(args.output_dir).name).split("/")[-1]
+        if trainer.hub_model_id is None:
+            trainer.init_hf_repo(token=token, private=private)
+        trainer.save_model(_internal_call=True)  # weights and auxiliary folders
+        if not trainer.is_world_process_zero():
+            return None
+        trainer.create_model_card(**card_kwargs)  # the cards, with any error raised (save_model only warns)
+        separate = _separate_repos(trainer, private, token)
+        trainer._finish_current_push()
+        revision = revision if revision is not None else args.hub_revision
+        api = hub_api()
+        ignore = ["_*", "checkpoint-*"] + [f"{name}/*" for name in separate]
+        result = api.upload_folder(repo_id=trainer.hub_model_id, folder_path=args.output_dir, commit_message=commit_message, token=token,
+                                   run_as_future=not blocking, ignore_patterns=ignore, revision=revision)
+        jobs = [api.upload_folder(repo_id=repo, folder_path=os.path.join(args.output_dir, name), commit_message=commit_message, token=token,
+                                  run_as_future=not blocking, revision=revision) for name, repo in separate.items()]
+        if not blocking:
+            _track(trainer, [result] + jobs)
+    return result
+
+
+def _track(trainer, jobs) -> None:
+    from transformers.utils import PushInProgress
+
+    if trainer.push_in_progress is None or trainer.push_in_progress.is_done():
+        trainer.push_in_progress = PushInProgress(jobs)
+    else:
+        trainer.push_in_progress.jobs.extend(jobs)
+
+
+def push_checkpoint(trainer, checkpoint_folder: str) -> None:
+    """The periodic push of ``hub_strategy`` (transformers' ``Trainer._push_from_checkpoint``): the
+    generator files, auxiliary folders and cards of the checkpoint go to ``output_dir`` and are
+    uploaded in the background; ``checkpoint``/``all_checkpoints`` also upload the checkpoint
+    folder itself (resumable: it holds the auxiliary models' optimizer state)."""
+    from transformers.trainer_utils import HubStrategy, SaveStrategy
+
+    args = trainer.args
+    if not trainer.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+        return
+    if not args.hub_always_push and trainer.push_in_progress is not None and not trainer.push_in_progress.is_done():
+        return
+    with hub_errors("push a checkpoint to the Hub", args.hub_token):
+        trainer.callback_handler.on_push_begin(args, trainer.state, trainer.control)
+        output_dir = args.output_dir
+        for entry in os.scandir(checkpoint_folder):
+            if entry.is_dir() and entry.name in trainer._auxiliaries:
+                shutil.copytree(entry.path, os.path.join(output_dir, entry.name), dirs_exist_ok=True)
+            elif entry.is_file() and not TRAINING_STATE.match(entry.name):
+                shutil.copy(entry.path, os.path.join(output_dir, entry.name))
+        torch.save(args, os.path.join(output_dir, "training_args.bin"))
+        step = f"step {trainer.state.global_step}" if args.save_strategy == SaveStrategy.STEPS else f"epoch {int(trainer.state.epoch)}"
+        message = f"Training in progress, {step}"
+        api = hub_api()
+        separate = _separate_repos(trainer, args.hub_private_repo, args.hub_token)
+        common = dict(token=args.hub_token, run_as_future=True, revision=args.hub_revision)
+        jobs = [api.upload_folder(repo_id=trainer.hub_model_id, folder_path=output_dir, commit_message=message,
+                                  ignore_patterns=["_*", "checkpoint-*"] + [f"{n}/*" for n in separate], **common)]
+        jobs += [api.upload_folder(repo_id=repo, folder_path=os.path.join(output_dir, name), commit_message=message, **common)
+                 for name, repo in separate.items()]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(api.upload_folder(repo_id=trainer.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
+                                          commit_message=message + ", checkpoint", **common))
+        _track(trainer, jobs)

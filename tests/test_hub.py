@@ -1,0 +1,237 @@
+"""Model cards and Hub pushes (hf_seqgan.hub through BaseTrainer).
+
+Pushes run the real huggingface_hub client end to end against a small local HTTP server speaking
+the Hub's upload endpoints (repo creation, YAML validation, preupload, NDJSON commits with base64
+contents); any other request fails the test. Nothing leaves the machine.
+"""
+
+import base64
+import http.server
+import json
+import threading
+
+import pytest
+import yaml
+from datasets import Dataset, DatasetInfo
+from huggingface_hub import ModelCard
+
+from hf_seqgan.hub import HubPushError, describe_schedule, model_card
+from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
+from hf_seqgan.trainers.scheduled_sampling import ScheduledSamplingConfig, ScheduledSamplingTrainer
+
+QUIET = dict(use_cpu=True, disable_tqdm=True, report_to="none", per_device_train_batch_size=4, per_device_eval_batch_size=8, logging_steps=1)
+
+
+class HubServer(http.server.ThreadingHTTPServer):
+    """The Hub endpoints the client uses to create a repo and commit files; records what arrived."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.created, self.commits, self.unexpected = [], [], []
+        self.files: dict[str, dict[str, bytes]] = {}  # repo -> path -> content
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, payload, status=200):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _unexpected(self):
+        self.server.unexpected.append(f"{self.command} {self.path}")
+        self._reply({"error": f"unexpected request {self.command} {self.path}"}, status=404)
+
+    def do_GET(self):
+        if self.path == "/api/agent-harnesses":  # the client's agent registry, fetched once a day
+            return self._reply({"standardEnvVars": [], "harnesses": {}})
+        self._unexpected()
+
+    do_HEAD = do_PUT = do_DELETE = _unexpected
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        server, path = self.server, self.path
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo = f"{request['organization']}/{request['name']}"
+            server.created.append({"repo": repo, "visibility": request.get("visibility")})
+            server.files.setdefault(repo, {})
+            return self._reply({"url": f"{server.url}/{repo}", "name": request["name"]})
+        if path == "/api/validate-yaml":
+            yaml.safe_load(json.loads(body)["content"].split("---")[1])  # the card's metadata must parse
+            return self._reply({"errors": [], "warnings": []})
+        if path.startswith("/api/models/") and path.endswith("/preupload/main"):
+            files = json.loads(body)["files"]
+            return self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        if path.startswith("/api/models/") and path.endswith("/commit/main"):
+            repo = path[len("/api/models/"):-len("/commit/main")]
+            if repo not in server.files:
+                return self._reply({"error": f"{repo} was never created"}, status=404)
+            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            summary = next(line["value"]["summary"] for line in lines if line["key"] == "header")
+            paths = []
+            for line in lines:
+                if line["key"] == "file":
+                    server.files[repo][line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                    paths.append(line["value"]["path"])
+            server.commits.append({"repo": repo, "summary": summary, "paths": paths})
+            return self._reply({"commitUrl": f"{server.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40, "pullRequestUrl": None})
+        self._unexpected()
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local Hub: huggingface_hub reads HF_ENDPOINT / HF_HUB_OFFLINE at import, so its constants are patched."""
+    from huggingface_hub import constants
+
+    server = HubServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_tests")
+    yield server
+    server.shutdown()
+    server.server_close()
+    assert not server.unexpected, f"the client made requests the test server does not expect: {server.unexpected}"
+
+
+@pytest.fixture
+def data(tokenizer, corpus):
+    pairs = corpus[:16]
+    info = DatasetInfo(dataset_name="synthetic-headlines", description="Synthetic article/headline pairs.")
+    return Dataset.from_dict({"input_ids": [tokenizer(p["article"]).input_ids[:48] for p in pairs],
+                              "labels": [tokenizer(p["headline"]).input_ids[:12] for p in pairs]}, info=info)
+
+
+def _metadata(text: str) -> dict:
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_schedule_readings():
+    assert describe_schedule("linear:1,0,1000") == "linear from 1 to 0 over 1000 steps, then 0"
+    assert describe_schedule("0.5") == "constant 0.5"
+    assert "0.5 at step 6908" in describe_schedule("inverse_sigmoid:k=1000")  # k ln k
+    assert "halfway after 693 steps" in describe_schedule("exponential:start=1,rate=0.999,end=0")
+    assert describe_schedule("piecewise:0=0,100=1") == "linear between 0 at step 0, 1 at step 100; constant outside"
+
+
+def test_scheduled_sampling_card(make_model, tokenizer, data, tmp_path):
+    args = ScheduledSamplingConfig(str(tmp_path / "run"), gold_probability="linear:1,0,4", prediction="sample", max_steps=2,
+                                   save_strategy="no", **QUIET)
+    trainer = ScheduledSamplingTrainer(make_model("bart", warm=False), args, train_dataset=data, eval_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    metrics = trainer.evaluate()
+    paths = trainer.create_model_card(language="en", license="mit", tags=["test"])
+    assert paths == [str(tmp_path / "run" / "README.md")]
+    trainer.save_model()  # writes the card again, with the remembered language/license
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    meta = _metadata((tmp_path / "run" / "README.md").read_text())
+    assert meta["language"] == "en" and meta["license"] == "mit" and meta["library_name"] == "transformers"
+    assert {"hf_seqgan", "scheduled-sampling", "bart", "test"} <= set(meta["tags"])
+    assert meta["datasets"] == ["synthetic-headlines"]
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"]["type"] == "synthetic-headlines"
+    assert {m["type"]: m["value"] for m in result["metrics"]}["loss"] == pytest.approx(metrics["eval_loss"], abs=1e-5)
+    assert card.data.eval_results[0].metric_type == "loss"
+    text = card.text
+    # the method, its papers (the parallel mode is Mihaylova & Martins') and the Caccia et al. caveat
+    assert "scheduled sampling" in text and "@inproceedings{bengio2015scheduled" in text and "@inproceedings{mihaylova2019scheduled" in text
+    assert "Language GANs Falling Short" in text and "lower sampling temperature" in text
+    # non-default knobs, with the schedule spelled out and read
+    assert "| `prediction` | `sample` | `argmax` | How the model's token is chosen: 'argmax', 'sample' or 'top_k' |" in text
+    assert "| `gold_probability` | `linear:start=1,end=0,steps=4` | `inverse_sigmoid:k=1000` | linear from 1 to 0 over 4 steps, then 0 |" in text
+    assert "0.5 at step 2 (end of this run)" in text
+    assert "| `max_steps` | `2` | `-1` |" in text and "output_dir" not in text
+    assert "`synthetic-headlines`, 16 rows" in text and "Synthetic article/headline pairs." in text
+    assert "- transformers 5." in text and "- torch " in text and "- hf_seqgan " in text
+    assert "built from its configuration" in text  # no pretrained base: no base_model in the metadata
+    assert "base_model" not in meta
+
+
+@pytest.mark.parametrize("update, cited, absent", [("gumbel", ["nie2019relgan", "jang2017categorical"], "yu2017seqgan"),
+                                                   ("reinforce", ["yu2017seqgan", "rennie2017self"], "nie2019relgan")])
+def test_adversarial_cards_cite_by_mode(make_model, tokenizer, data, tmp_path, update, cited, absent):
+    args = AdversarialConfig(str(tmp_path), generator_update=update, baseline="self_critical", save_strategy="no", **QUIET)
+    trainer = AdversarialTrainer(make_model("bart", warm=False), args=args, train_dataset=data, processing_class=tokenizer)
+    for name in (None, "discriminator"):
+        text = str(model_card(trainer, name=name, dataset_tags="my/data"))
+        assert all(f"@inproceedings{{{key}," in text for key in cited) and absent not in text
+        assert _metadata(text)["datasets"] == ["my/data"]
+    assert "eval_results" not in _metadata(text) and "model-index" not in _metadata(str(model_card(trainer)))
+
+
+def _adversarial(make_model, tokenizer, data, out, **kwargs):
+    args = AdversarialConfig(str(out), max_steps=2, mle_weight="linear:1,0,2", **{**QUIET, **kwargs})
+    return AdversarialTrainer(make_model("marian", warm=False), args=args, train_dataset=data, processing_class=tokenizer)
+
+
+def test_push_to_hub_generator_discriminator_and_checkpoints(make_model, tokenizer, data, tmp_path, hub):
+    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", push_to_hub=True, hub_model_id="me/tiny-gan",
+                           hub_private_repo=True, hub_strategy="checkpoint", save_strategy="steps", save_steps=2)
+    assert hub.created == [{"repo": "me/tiny-gan", "visibility": "private"}]  # created by the Trainer's init, as in transformers
+    trainer.train()  # the checkpoint at step 2 is pushed in the background; train() waits for it
+    periodic = [c for c in hub.commits if c["summary"].startswith("Training in progress, step 2")]
+    assert len(periodic) == 2  # the output folder, then the checkpoint as last-checkpoint/
+    files = hub.files["me/tiny-gan"]
+    for path in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "discriminator/model.safetensors",
+                 "discriminator/README.md", "last-checkpoint/hf_seqgan_training_state.pt", "last-checkpoint/optimizer.pt",
+                 "last-checkpoint/discriminator/model.safetensors"):
+        assert path in files, f"{path} was not pushed; got {sorted(files)}"
+    assert not any(p.startswith("discriminator/") and "optimizer" in p for p in files)
+
+    hub.files["me/tiny-gan"].clear()
+    trainer.push_to_hub(license="apache-2.0")
+    final = hub.commits[-1]
+    assert final["summary"] == "End of training"
+    pushed = set(hub.files["me/tiny-gan"])
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
+            "discriminator/model.safetensors", "discriminator/config.json", "discriminator/hf_seqgan_discriminator.json",
+            "discriminator/tokenizer.json", "discriminator/README.md"} <= pushed
+    assert not any(p.startswith("checkpoint-") or p.startswith("last-checkpoint/") for p in pushed)
+    meta = _metadata(hub.files["me/tiny-gan"]["README.md"].decode())
+    assert meta["license"] == "apache-2.0" and "gan" in meta["tags"]
+    d_meta = _metadata(hub.files["me/tiny-gan"]["discriminator/README.md"].decode())
+    assert d_meta["pipeline_tag"] == "text-classification" and "discriminator" in d_meta["tags"]
+    assert "the `discriminator/` folder of this repo" in hub.files["me/tiny-gan"]["README.md"].decode()
+
+
+def test_push_discriminator_to_its_own_repo(make_model, tokenizer, data, tmp_path, hub):
+    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", hub_model_id="me/tiny-gen", save_strategy="no")
+    with pytest.raises(ValueError, match="reconstructor"):
+        trainer.push_to_hub(auxiliary_hub_model_ids={"reconstructor": "me/r"})
+    trainer.push_to_hub(auxiliary_hub_model_ids={"discriminator": "me/tiny-gen-discriminator"})
+    assert [c["repo"] for c in hub.created] == ["me/tiny-gen", "me/tiny-gen-discriminator"]
+    generator, discriminator = hub.files["me/tiny-gen"], hub.files["me/tiny-gen-discriminator"]
+    assert "model.safetensors" in generator and not any(p.startswith("discriminator/") for p in generator)
+    assert {"model.safetensors", "config.json", "tokenizer.json", "hf_seqgan_discriminator.json", "README.md"} <= set(discriminator)
+    assert "[me/tiny-gen-discriminator](https://huggingface.co/me/tiny-gen-discriminator)" in generator["README.md"].decode()
+    d_card = discriminator["README.md"].decode()
+    assert _metadata(d_card)["library_name"] == "transformers" and 'snapshot_download("me/tiny-gen-discriminator")' in d_card
+
+
+def test_push_fails_clearly_offline_or_without_token(make_model, tokenizer, data, tmp_path, monkeypatch):
+    # conftest runs the suite with HF_HUB_OFFLINE=1
+    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "a", save_strategy="no")
+    with pytest.raises(HubPushError, match="HF_HUB_OFFLINE"):
+        trainer.push_to_hub()
+    with pytest.raises(HubPushError, match="HF_HUB_OFFLINE"):
+        _adversarial(make_model, tokenizer, data, tmp_path / "b", push_to_hub=True, save_strategy="no")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(HubPushError, match="no Hugging Face token"):
+        trainer.push_to_hub()
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(HubPushError, match="unreachable"):
+        trainer.push_to_hub()
