@@ -51,7 +51,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorForSeq2Seq, LogitsProcessor, LogitsProcessorList, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..discriminators import discriminator_loss
@@ -154,20 +154,6 @@ class ProfessorForcingConfig(Seq2SeqTrainingArguments):
             raise ValueError("Professor forcing decodes the free-running branch step by step with the KV cache, which gradient "
                              "checkpointing drops in training mode: set gradient_checkpointing=False (bound the memory with "
                              "max_free_running_steps instead).")
-
-
-class _BlockEOSBeforeLength(LogitsProcessor):
-    """Forbid EOS at decoded positions ``t < lengths - 1``: each row runs its gold length."""
-
-    def __init__(self, lengths: torch.Tensor, eos_token_ids: list[int], vocab_size: int):
-        self.lengths = lengths  # (R,)
-        self.eos = torch.zeros(vocab_size, dtype=torch.bool, device=lengths.device)  # (V,)
-        self.eos[eos_token_ids] = True
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        t = input_ids.shape[-1] - 1  # tokens decoded so far (the decoder start excluded)
-        block = (self.lengths > t + 1)[:, None] & self.eos[None, : scores.shape[-1]]  # (R, V)
-        return scores.masked_fill(block, float("-inf"))
 
 
 def _prefix_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
@@ -324,35 +310,39 @@ class ProfessorForcingTrainer(BaseTrainer):
         return total
 
     def _free_running(self, enc: Encoded, real_mask: torch.Tensor, width: int, layers, grad: bool):
-        """Decode ``width`` steps free-running; returns the states `(B, W', L*H)` and their mask `(B, W')`."""
+        """Decode ``width`` steps free-running; returns the states `(B, W', L*H)` and their mask `(B, W')`.
+
+        With ``match_gold_length`` EOS is blocked at every step: the state at position t depends only
+        on the tokens before t, so this equals blocking it before each row's own gold length on every
+        position compared (those past a row's length are masked out), without a per-row processor.
+        """
         args = self.args
-        lengths = real_mask.sum(-1)  # (B,)
-        processors = None
-        if args.match_gold_length and self.engine.eos_token_ids:
-            vocab = self.engine.base.get_output_embeddings().weight.shape[0]
-            processors = LogitsProcessorList([_BlockEOSBeforeLength(lengths, self.engine.eos_token_ids, vocab)])
         source = Encoded(enc.last_hidden_state.detach() if args.detach_teacher_forced or not grad else enc.last_hidden_state, enc.attention_mask)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             rollout = self.engine.differentiable(
-                encoded=source, max_new_tokens=width, tau=float(self.tau(self.state.global_step)), hard=True,
-                noise=args.free_running == "sample", generator=self._noise, logits_processor=processors,
+                encoded=source, max_new_tokens=width, min_new_tokens=width if args.match_gold_length else 0,
+                tau=float(self.tau(self.state.global_step)), hard=True, noise=args.free_running == "sample", generator=self._noise,
                 output_hidden_states=True, hidden_layers=layers,
             )
         states = torch.cat(rollout.hidden_states, dim=-1)  # (B, W', L*H)
         mask = rollout.attention_mask  # (B, W'): up to and including EOS
         if args.match_gold_length:
-            mask = mask * (torch.arange(mask.shape[1], device=mask.device)[None, :] < lengths[:, None])
+            mask = mask * (torch.arange(mask.shape[1], device=mask.device)[None, :] < real_mask.sum(-1)[:, None])
         return states, _prefix_mask(mask, mask.shape[1])
 
     def _discriminator_update(self, real, real_mask, fake, fake_mask) -> None:
+        """D's steps on the detached states, both branches in one forward (padded to one width)."""
         aux = self.auxiliary("discriminator")
         aux.model.train()
+        width = max(real.shape[1], fake.shape[1])
+        states = torch.cat([F.pad(x, (0, 0, 0, width - x.shape[1])) for x in (real, fake)])  # (2B, W, L*H)
+        masks = torch.cat([F.pad(m, (0, width - m.shape[1])) for m in (real_mask, fake_mask)])  # (2B, W)
+        rows = real.shape[0]
         for i in range(self.args.discriminator_steps):
-            real_logp = HiddenStateDiscriminator.log_probs(aux.model(real, real_mask))  # (B, 2)
-            fake_logp = HiddenStateDiscriminator.log_probs(aux.model(fake, fake_mask))  # (B, 2)
-            loss, acc_real, acc_fake = discriminator_loss(real_logp, fake_logp, REAL)
+            logp = HiddenStateDiscriminator.log_probs(aux.model(states, masks))  # (2B, 2)
+            loss, acc_real, acc_fake = discriminator_loss(logp[:rows], logp[rows:], REAL)
             if i == 0:  # the terms the generator's loss saw (D before this step's update)
-                self.record(adversarial_loss=-fake_logp[:, REAL].mean(),
-                            teacher_forced_loss=-real_logp[:, 1 - REAL].mean() if self.args.teacher_forced_term else None)
+                self.record(adversarial_loss=-logp[rows:, REAL].mean(),
+                            teacher_forced_loss=-logp[:rows, 1 - REAL].mean() if self.args.teacher_forced_term else None)
             self.auxiliary_step("discriminator", loss)
         self.record(d_loss=loss.detach(), d_acc_teacher_forced=acc_real, d_acc_free_running=acc_fake)
