@@ -124,10 +124,21 @@ METHODS: dict[str, Callable[[Any], Method]] = {
     "AdversarialTrainer": _adversarial,
     "CycleTrainer": _cycle,
 }
+#: What an auxiliary model does, by "<trainer class>/<name>" or by name alone.
 ROLES = {
+    "ProfessorForcingTrainer/discriminator": "it tells the decoder's free-running hidden states from its teacher-forced ones.",
     "discriminator": "it scores outputs as real (a reference) or fake (a generated output).",
     "reconstructor": "it maps the forward model's outputs back to their inputs (cycle consistency).",
 }
+
+
+def _role(trainer, name: Optional[str]) -> str:
+    if name is None:
+        return ""
+    for cls in type(trainer).__mro__:
+        if f"{cls.__name__}/{name}" in ROLES:
+            return ROLES[f"{cls.__name__}/{name}"]
+    return ROLES.get(name, "")
 
 
 def method_of(trainer) -> Method:
@@ -185,16 +196,22 @@ def describe_schedule(spec) -> str:
     return str(s)  # pragma: no cover - a schedule added later
 
 
+def _defaults(args) -> dict:
+    """The config class's defaults, normalised by its ``__post_init__`` like ``args`` was."""
+    try:
+        return type(args)(output_dir=args.output_dir).to_dict()
+    except Exception:  # a config whose defaults alone do not validate: the declared defaults
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
 def _config_diff(args) -> tuple[list[dict], list[dict]]:
     """(method settings, training arguments) that differ from the config class's defaults."""
     from transformers import Seq2SeqTrainingArguments
 
     from .schedules import SCHEDULE_FORMS, Schedule
 
-    try:
-        defaults = type(args)(output_dir=args.output_dir).to_dict()
-    except Exception:  # a config whose defaults alone do not validate: compare with the declared defaults
-        defaults = {f.name: f.default for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING}
+    defaults = _defaults(args)
     own = {f.name: f for f in dataclasses.fields(args)}
     base = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
     method, training = [], []
@@ -242,10 +259,17 @@ def _is_hub_id(name: str) -> bool:
 
 def _describe_model(model, finetuned_from: Optional[str] = None) -> dict:
     """Base model facts of ``model`` (a PeftModel, a SequenceDiscriminator or a PreTrainedModel)."""
-    inner = getattr(model, "model", model) if not hasattr(model, "config") else model  # SequenceDiscriminator -> classifier
+    from transformers import PretrainedConfig
+
+    inner = model  # a SequenceDiscriminator holds its classifier in .model
+    if not isinstance(getattr(model, "config", None), PretrainedConfig) and isinstance(getattr(getattr(model, "model", None), "config", None), PretrainedConfig):
+        inner = model.model
     is_peft = hasattr(inner, "peft_config") and hasattr(inner, "get_base_model")
     base = inner.get_base_model() if is_peft else inner
-    config = base.config
+    config = getattr(base, "config", None)
+    if not isinstance(config, PretrainedConfig):  # a plain module (e.g. the hidden-state discriminator): its settings, if any
+        config = PretrainedConfig(**config) if isinstance(config, dict) else PretrainedConfig()
+        config.model_type = None
     name = finetuned_from or getattr(config, "_name_or_path", "") or ""
     hub_id = name if _is_hub_id(name) else None
     sizes = {}
@@ -262,12 +286,13 @@ def _describe_model(model, finetuned_from: Optional[str] = None) -> dict:
         sentence = f"a `{type(base).__name__}` fine-tuned from the local checkpoint `{name}`"
     else:
         sentence = f"a `{type(base).__name__}` built from its configuration ({shape}) with no pretrained base"
-    peft_type = None
+    peft_type = peft_method = None
     if is_peft:
         cfg = next(iter(inner.peft_config.values()))
-        peft_type = f"{cfg.peft_type.value if hasattr(cfg.peft_type, 'value') else cfg.peft_type}, target modules {sorted(cfg.target_modules or [])}"
+        peft_method = str(getattr(cfg.peft_type, "value", cfg.peft_type))
+        peft_type = f"{peft_method}, target modules {sorted(cfg.target_modules or [])}"
     return {"base_model": hub_id, "base_name": name, "base_sentence": f"{sentence}; {params / 1e6:.2f}M parameters", "is_peft": is_peft,
-            "peft_type": peft_type, "model_type": getattr(config, "model_type", None), "class": type(base).__name__, "config": config}
+            "peft_type": peft_type, "peft_method": peft_method, "model_type": getattr(config, "model_type", None), "class": type(base).__name__, "config": config}
 
 
 def _datasets(trainer, dataset_tags=None, dataset=None) -> tuple[list[str], list[str]]:
@@ -322,6 +347,17 @@ def _limitations(method: Method) -> list[str]:
     ]
 
 
+def _discriminator_limitations(scores_outputs: bool, data: str) -> list[str]:
+    what = "references from the outputs" if scores_outputs else "teacher-forced from free-running decoder states"
+    return [
+        f"It learned to separate {what} of **one** generator at the stage of training it reached; it is not a general detector "
+        "of machine-written text, and its scores drift as soon as the generator changes.",
+        "A discriminator that wins too easily (accuracy near 1) gives the generator vanishing or noisy rewards; one near chance "
+        "gives none. Its accuracy over training (the logged `d_acc_*` figures) says which happened.",
+        f"Trained on {data}; its scores outside that domain are not calibrated.",
+    ]
+
+
 # ------------------------------------------------------------------ cards
 def _repo_of(trainer, model_name: Optional[str]) -> str:
     return getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name or Path(trainer.args.output_dir).name
@@ -335,13 +371,17 @@ def _where(trainer, name: str, repo: str) -> tuple[str, str]:
     return f"the `{name}/` folder of this repo", repo
 
 
-def _usage(kind: str, repo: str, subfolder: Optional[str], facts: dict) -> str:
+def _usage(kind, repo: str, subfolder: Optional[str], facts: dict) -> str:
+    """A loading snippet: ``kind`` is "seq2seq" or the auxiliary module itself."""
     sub = f', subfolder="{subfolder}"' if subfolder else ""
-    if kind == "classifier":
+    if kind != "seq2seq":
         path = f'snapshot_download("{repo}", allow_patterns="{subfolder}/*") + "/{subfolder}"' if subfolder else f'snapshot_download("{repo}")'
-        return (f"from huggingface_hub import snapshot_download\nfrom hf_seqgan import SequenceDiscriminator\n\n"
-                f"discriminator = SequenceDiscriminator.from_pretrained({path})\n"
-                f'print(discriminator.score_texts(["an output"], sources=["its source"]).exp())  # p(real)')
+        cls = type(kind).__name__
+        module = "hf_seqgan" if cls == "SequenceDiscriminator" else type(kind).__module__
+        score = '\nprint(discriminator.score_texts(["an output"], sources=["its source"]).exp())  # p(real)' if cls == "SequenceDiscriminator" else ""
+        load = (f"discriminator = {cls}.from_pretrained({path})" if hasattr(kind, "from_pretrained")
+                else f"import torch\nstate_dict = torch.load({path} + \"/pytorch_model.bin\")  # load into a {cls} built as in training")
+        return f"from huggingface_hub import snapshot_download\nfrom {module} import {cls}\n\n{load}{score}"
     head = "from transformers import AutoTokenizer\n"
     if facts["is_peft"]:
         load = f'from peft import AutoPeftModelForSeq2SeqLM\n\nmodel = AutoPeftModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\nmodel = model.merge_and_unload()  # optional: a plain transformers model\n'
@@ -379,21 +419,24 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
     if is_classifier:
         where, aux_repo = _where(trainer, name, repo)
         in_own = aux_repo != repo
-        prefix = name.split("_")[0]
-        config = facts["config"]
+        prefix, config, defaults = name.split("_")[0], facts["config"], _defaults(trainer.args)
+        scores_outputs = type(aux).__name__ == "SequenceDiscriminator"
         data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", pipeline_tag="text-classification", license=license,
                              language=language, base_model=facts["base_model"], datasets=data_tags or None,
-                             tags=list(dict.fromkeys(["hf_seqgan", name, method.tag, facts["model_type"], *user_tags])))
+                             tags=[t for t in dict.fromkeys(["hf_seqgan", name, method.tag, facts["model_type"], *user_tags]) if t])
         return ModelCard.from_template(
-            data, template_path=str(templates_dir() / "discriminator.md.jinja"), role=name, role_description=ROLES.get(name, ""),
+            data, template_path=str(templates_dir() / "discriminator.md.jinja"), role=name, role_description=_role(trainer, name),
             generator_name=repo, generator_link=f"https://huggingface.co/{repo}", classifier_class=facts["class"],
-            labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(getattr(config, "id2label", {}).items())) or str(getattr(config, "num_labels", "?")),
+            labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(config.id2label.items())) if facts["model_type"] else None,
             conditional=getattr(aux, "conditional", None), max_length=getattr(aux, "max_length", None), steps=trainer.auxiliary(name).steps,
-            knobs=[k for k in method_knobs if prefix in k["name"]] or [{"name": f.name, "value": _fmt(getattr(trainer.args, f.name)), "default": _fmt(f.default)}
-                                                                     for f in dataclasses.fields(trainer.args) if prefix in f.name],
+            knobs=[{"name": k, "value": _fmt(v), "default": _fmt(defaults.get(k, "—"))} for k, v in trainer.args.to_dict().items() if prefix in k],
             metrics={k: _fmt(v) for k, v in train_metrics.items() if k.startswith(prefix[0] + "_") or prefix in k or "reward" in k},
-            usage=_usage("classifier", aux_repo, None if in_own else name, facts),
-            dataset_summary=", ".join(data_tags) or "the run's training data", **common,
+            usage=_usage(aux, aux_repo, None if in_own else name, facts),
+            intended_use=("A reward model and guide for its generator: rewards in further training, discriminator-guided decoding "
+                          "(`hf_seqgan.DiscriminatorGuidedLogitsProcessor`) and best-of-N reranking (`hf_seqgan.generate_and_rerank`)."
+                          if scores_outputs else "A training companion only: it reads what its generator computes during training, so it "
+                          "serves to continue training that generator (e.g. from a checkpoint), not on its own."),
+            limitations=_discriminator_limitations(scores_outputs, ", ".join(data_tags) or "the run's training data"), **common,
         )
     eval_results = [EvalResult(task_type=task, dataset_type=(data_tags or ["custom"])[0], dataset_name=(data_tags or ["custom"])[0],
                                metric_type=k, metric_value=round(float(v), 6)) for k, v in eval_metrics.items()] or None
@@ -405,9 +448,9 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
     data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", license=license, language=language,
                          base_model=facts["base_model"], datasets=data_tags or None, model_name=repo if eval_results else None,
                          eval_results=eval_results, metrics=sorted(eval_metrics) or None,
-                         tags=list(dict.fromkeys(["hf_seqgan", method.tag, task, facts["model_type"], *(["lora"] if facts["is_peft"] else []), *user_tags])))
+                         tags=[t for t in dict.fromkeys(["hf_seqgan", method.tag, task, facts["model_type"], (facts["peft_method"] or "").lower(), *user_tags]) if t])
     return ModelCard.from_template(
-        data, template_path=str(templates_dir() / "generator.md.jinja"), role=name or "generator", role_description=ROLES.get(name or "", ""),
+        data, template_path=str(templates_dir() / "generator.md.jinja"), role=name or "generator", role_description=_role(trainer, name),
         companions=companions, trainer_class=type(trainer).__name__, config_class=type(trainer.args).__name__,
         epoch=_fmt(trainer.state.epoch) if trainer.state.epoch else None, method_knobs=method_knobs, training_knobs=training_knobs,
         schedules=_schedules(trainer.args, step), dataset_lines=dataset_lines, eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},

@@ -128,7 +128,7 @@ def test_scheduled_sampling_card(make_model, tokenizer, data, tmp_path):
     args = ScheduledSamplingConfig(str(tmp_path / "run"), gold_probability="linear:1,0,4", prediction="sample", max_steps=2,
                                    save_strategy="no", **QUIET)
     trainer = ScheduledSamplingTrainer(make_model("bart", warm=False), args, train_dataset=data, eval_dataset=data, processing_class=tokenizer)
-    trainer.train()
+    trainer.state.global_step = 2  # as if trained (training itself is covered by the push test below)
     metrics = trainer.evaluate()
     paths = trainer.create_model_card(language="en", license="mit", tags=["test"])
     assert paths == [str(tmp_path / "run" / "README.md")]
@@ -169,17 +169,36 @@ def test_adversarial_cards_cite_by_mode(make_model, tokenizer, data, tmp_path, u
     assert "eval_results" not in _metadata(text) and "model-index" not in _metadata(str(model_card(trainer)))
 
 
+def test_cards_of_other_auxiliaries(make_model, tokenizer, data, tmp_path):
+    """A plain-module discriminator (professor forcing's, on hidden states) and a seq2seq reconstructor (cycle)."""
+    from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer
+
+    args = ProfessorForcingConfig(str(tmp_path / "pf"), save_strategy="no", **QUIET)
+    trainer = ProfessorForcingTrainer(make_model("bart", warm=False), args, train_dataset=data, processing_class=tokenizer)
+    trainer.save_model()
+    text = (tmp_path / "pf" / "discriminator" / "README.md").read_text()
+    assert "@inproceedings{lamb2016professor," in text and "HiddenStateDiscriminator.from_pretrained(" in text
+    assert "free-running hidden states" in text and "A training companion only" in text and "null" not in text
+    cycle = pytest.importorskip("hf_seqgan.trainers.cycle")
+    args = cycle.CycleConfig(str(tmp_path / "cy"), save_strategy="no", **QUIET)
+    trainer = cycle.CycleTrainer(make_model("bart", warm=False), args, train_dataset=data.remove_columns("labels"),
+                                 target_domain_dataset=data.remove_columns("labels"), processing_class=tokenizer)
+    text = str(model_card(trainer, name="reconstructor"))
+    assert "the **reconstructor** of a model trained with **cycle training**" in text and 'subfolder="reconstructor"' in text
+    assert "@inproceedings{wang2018learning," in text and "@inproceedings{lample2018unsupervised," in text
+
+
 def _adversarial(make_model, tokenizer, data, out, **kwargs):
-    args = AdversarialConfig(str(out), max_steps=2, mle_weight="linear:1,0,2", **{**QUIET, **kwargs})
+    args = AdversarialConfig(str(out), mle_weight="linear:1,0,2", **{**QUIET, "max_steps": 2, **kwargs})
     return AdversarialTrainer(make_model("marian", warm=False), args=args, train_dataset=data, processing_class=tokenizer)
 
 
 def test_push_to_hub_generator_discriminator_and_checkpoints(make_model, tokenizer, data, tmp_path, hub):
     trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", push_to_hub=True, hub_model_id="me/tiny-gan",
-                           hub_private_repo=True, hub_strategy="checkpoint", save_strategy="steps", save_steps=2)
+                           hub_private_repo=True, hub_strategy="checkpoint", save_strategy="steps", save_steps=1, max_steps=1)
     assert hub.created == [{"repo": "me/tiny-gan", "visibility": "private"}]  # created by the Trainer's init, as in transformers
-    trainer.train()  # the checkpoint at step 2 is pushed in the background; train() waits for it
-    periodic = [c for c in hub.commits if c["summary"].startswith("Training in progress, step 2")]
+    trainer.train()  # the checkpoint at step 1 is pushed in the background; train() waits for it
+    periodic = [c for c in hub.commits if c["summary"].startswith("Training in progress, step 1")]
     assert len(periodic) == 2  # the output folder, then the checkpoint as last-checkpoint/
     files = hub.files["me/tiny-gan"]
     for path in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "discriminator/model.safetensors",

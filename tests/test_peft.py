@@ -21,7 +21,7 @@ from hf_seqgan.trainers.scheduled_sampling import ScheduledSamplingConfig, Sched
 from .conftest import FAMILIES
 
 QUIET = dict(use_cpu=True, disable_tqdm=True, report_to="none", per_device_train_batch_size=4, logging_steps=1, save_strategy="no",
-             max_steps=2, learning_rate=5e-2)
+             max_steps=1, learning_rate=5e-2)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
