@@ -233,10 +233,14 @@ class MovingAverageBaseline:
         self.value: Optional[float] = None
 
     def __call__(self, rewards: torch.Tensor) -> torch.Tensor:
-        mean = float(rewards.detach().float().mean())
+        return torch.full_like(rewards, self.update(float(rewards.detach().float().mean())))
+
+    def update(self, mean: float) -> float:
+        """Fold in a batch's mean reward (e.g. the mean over every process of a distributed run);
+        returns the baseline for that batch."""
         baseline = mean if self.value is None else self.value
         self.value = mean if self.value is None else self.decay * self.value + (1.0 - self.decay) * mean
-        return torch.full_like(rewards, baseline)
+        return baseline
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "value": self.value}

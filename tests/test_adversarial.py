@@ -7,6 +7,15 @@ from hf_seqgan.discriminators import SequenceDiscriminator, build_default_discri
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a second intra-op thread; on a loaded machine it costs several times."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def train_set(tokenizer, corpus):
     rows = corpus[:64]

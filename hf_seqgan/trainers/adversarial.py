@@ -25,6 +25,7 @@ accumulation is exact (with deterministic decoding and no moving-average baselin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from typing import Callable, Optional, Sequence
@@ -288,10 +289,14 @@ class AdversarialTrainer(BaseTrainer):
             if args.generator_update == "reinforce":
                 adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, fakes, labels, sampling, mle_w > 0)
             else:
-                mle_logits = model(**src, labels=labels).logits if mle_w > 0 else None
+                with self._unsynced(model, always=True):
+                    mle_logits = model(**src, labels=labels).logits if mle_w > 0 else None
             total = total + adv_w * adv_loss / accumulation
             if mle_logits is not None:
                 count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum() * accumulation
+                if num_items_in_batch is not None and args.average_tokens_across_devices and args.world_size > 1:
+                    # the count is over every process, and the processes' gradients are averaged
+                    count = count / self.accelerator.num_processes
                 mle = F.cross_entropy(mle_logits.float().reshape(-1, mle_logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                       reduction="sum", label_smoothing=args.label_smoothing_factor)
                 total = total + mle_w * mle / count
@@ -370,7 +375,11 @@ class AdversarialTrainer(BaseTrainer):
         if args.baseline == "leave_one_out":
             return leave_one_out_baseline(rewards, args.num_samples)
         if args.baseline == "moving_average":
-            return self.baseline(rewards[fakes.attention_mask.bool()] if rewards.dim() == 2 else rewards).flatten()[:1].expand_as(rewards)
+            real = rewards[fakes.attention_mask.bool()] if rewards.dim() == 2 else rewards
+            stats = torch.stack([real.float().sum(), torch.tensor(float(real.numel()), device=real.device)])
+            if self.accelerator.num_processes > 1:
+                stats = self.accelerator.reduce(stats, reduction="sum")  # the mean over every process's rows
+            return torch.full_like(rewards, self.baseline.update(float(stats[0] / stats[1].clamp_min(1))))
         greedy = self.engine.sample(encoded=encoded, max_new_tokens=fakes.sequences.shape[1], do_sample=False)
         base = self_critical_baseline(self._sequence_rewards(src, greedy, labels), fakes.source_index)
         return base[:, None] * fakes.attention_mask if rewards.dim() == 2 else base
@@ -389,9 +398,6 @@ class AdversarialTrainer(BaseTrainer):
     def _gumbel_loss(self, src, labels, max_new):
         """RelGAN: straight-through Gumbel-softmax samples into D's input embeddings."""
         args, step = self.args, self.state.global_step
-        if self.args.world_size > 1:
-            raise NotImplementedError("generator_update='gumbel' decodes step by step through the unwrapped generator, which a "
-                                      "multi-process (DDP) run cannot synchronise; use generator_update='reinforce' there.")
         tau = float(self.tau(step))
         soft = self.engine.differentiable(**src, max_new_tokens=max_new, min_new_tokens=args.min_new_tokens, tau=tau, hard=True,
                                           num_samples=args.num_samples, noise=args.do_sample)
@@ -444,20 +450,60 @@ class AdversarialTrainer(BaseTrainer):
         return token_logprobs(logits, fakes.sequences, fakes.attention_mask)
 
     def _discriminator_update(self, src, labels, fake_sequences, fake_mask, source_index) -> None:
+        """Update D on real ``(x, y)`` against fake ``(x, ŷ)``: both in one forward through the prepared
+        (in a multi-process run DDP-wrapped) discriminator, so its gradients are averaged over the
+        processes like the generator's."""
         args, disc = self.args, self.discriminator
-        real_label = self._d_reward.real_label
-        real_ids = labels.masked_fill(labels < 0, self.engine.pad_token_id)
-        fake_ids = fake_sequences.masked_fill(fake_mask == 0, self.engine.pad_token_id)
+        wrapped = self.auxiliary("discriminator").model
+        pad = self.engine.pad_token_id
+        real_ids = labels.masked_fill(labels < 0, pad)  # (B, L)
+        fake_ids = fake_sequences.masked_fill(fake_mask == 0, pad)  # (R, T)
+        rows = real_ids.shape[0]
+        index = torch.cat([torch.arange(rows, device=source_index.device), source_index])  # (B + R,)
+        if self._d_reward.text_path:
+            decode = self.processing_class.batch_decode
+            sources = decode(src["input_ids"], skip_special_tokens=True)
+            texts = decode(real_ids, skip_special_tokens=True) + decode(fake_ids, skip_special_tokens=True)
+            enc = disc.encode_texts(texts, [sources[i] for i in index.tolist()] if disc.conditional else None)
+        else:
+            width = max(real_ids.shape[1], fake_ids.shape[1])
+            ids = torch.cat([F.pad(t, (0, width - t.shape[1]), value=pad) for t in (real_ids, fake_ids)])  # (B + R, W)
+            enc = disc.encode_ids(ids, src["input_ids"] if disc.conditional else None, index if disc.conditional else None)
         disc.train()
         for _ in range(args.discriminator_steps):
-            if self._d_reward.text_path:
-                sources = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True)
-                real = disc.logits_from_texts(self.processing_class.batch_decode(real_ids, skip_special_tokens=True), sources if disc.conditional else None)
-                fake_texts = self.processing_class.batch_decode(fake_ids, skip_special_tokens=True)
-                fake = disc.logits_from_texts(fake_texts, [sources[i] for i in source_index.tolist()] if disc.conditional else None)
-            else:
-                real = disc.logits_from_ids(real_ids, src["input_ids"] if disc.conditional else None)
-                fake = disc.logits_from_ids(fake_ids, src["input_ids"] if disc.conditional else None, source_index if disc.conditional else None)
-            loss, acc_real, acc_fake = discriminator_loss(disc.log_probs(real), disc.log_probs(fake), real_label, args.discriminator_label_smoothing)
+            with self._unsynced(wrapped):
+                logp = disc.log_probs(wrapped(**enc))  # (B + R, 2)
+            loss, acc_real, acc_fake = discriminator_loss(logp[:rows], logp[rows:], self._d_reward.real_label, args.discriminator_label_smoothing)
             self.auxiliary_step("discriminator", loss)
         self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake)
+
+    # ------------------------------------------------------------------ several processes
+    def _unsynced(self, model, always: bool = False):
+        """``model.no_sync()`` for a DDP-wrapped model on a gradient-accumulation micro-batch (or
+        ``always``); a null context otherwise."""
+        if hasattr(model, "no_sync") and (always or not self.accelerator.sync_gradients):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.generator_update == "gumbel" and self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+            self._average_generator_gradients()
+        return loss
+
+    @torch.no_grad()
+    def _average_generator_gradients(self) -> None:
+        """The Gumbel decode runs the unwrapped generator step by step (and its MLE forward runs under
+        ``no_sync``), so DDP's reducer never fires: average the accumulated gradients over the
+        processes here, at the optimizer-step boundary, in one flat all-reduce."""
+        params = [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])  # (P,)
+        torch.distributed.all_reduce(flat)
+        flat /= self.accelerator.num_processes
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
