@@ -198,11 +198,21 @@ def describe_schedule(spec) -> str:
 
 def _defaults(args) -> dict:
     """The config class's defaults, normalised by its ``__post_init__`` like ``args`` was."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    # Building TrainingArguments resets accelerate's shared state (``_setup_devices``); a card written
+    # by a mid-training checkpoint save must leave the running Trainer's accelerator intact.
+    borgs = (PartialState, AcceleratorState, GradientState)
+    saved = [dict(cls._shared_state) for cls in borgs]
     try:
         return type(args)(output_dir=args.output_dir).to_dict()
     except Exception:  # a config whose defaults alone do not validate: the declared defaults
         return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    finally:
+        for cls, state in zip(borgs, saved):
+            cls._shared_state.clear()
+            cls._shared_state.update(state)
 
 
 def _config_diff(args) -> tuple[list[dict], list[dict]]:
