@@ -48,9 +48,11 @@ import transformers  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
-from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
+from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
 
 GOAL = "<= 4x"
 VARIANTS = {  # name -> ProfessorForcingConfig fields (None: Seq2SeqTrainer)
@@ -83,17 +85,6 @@ class Settings:
         return cls(batch=4, source_length=16, target_length=8, memory_lengths=(4, 8), repeats=2, d_model=32, ffn=64)
 
 
-def _tokenizer(settings: Settings):
-    pairs = summarization_pairs(400, seed=0)
-    return train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size)
-
-
-def _random_ids(rows: int, length: int, tok, generator: torch.Generator) -> torch.Tensor:
-    ids = torch.randint(10, len(tok), (rows, length), generator=generator)  # (R, L), no special tokens
-    ids[:, -1] = tok.eos_token_id
-    return ids
-
-
 def _batch(settings: Settings, tok, target_length: int):
     g = torch.Generator().manual_seed(0)
     batch = {"input_ids": _random_ids(settings.batch, settings.source_length, tok, g), "labels": _random_ids(settings.batch, target_length, tok, g)}
@@ -119,12 +110,6 @@ def _models(settings: Settings, tok):
         model = build_tiny_model(settings.family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
         model.load_state_dict(base.state_dict())
         yield model
-
-
-def _optimizer_step(trainer, batch, count) -> None:
-    trainer.training_step(trainer.model, dict(batch), count)
-    trainer.optimizer.step()
-    trainer.optimizer.zero_grad(set_to_none=True)
 
 
 # ------------------------------------------------------------------ 1. step time

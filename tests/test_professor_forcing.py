@@ -74,6 +74,24 @@ def test_hidden_state_discriminator_ignores_padding_and_round_trips(encoder, tmp
         disc(states[0], mask)
 
 
+# ---------------------------------------------------------------- the two branches line up
+@pytest.mark.parametrize("family", ["bart", "t5"])
+def test_free_running_on_its_own_greedy_tokens_equals_teacher_forcing(family, make_model, tokenizer, dataset, tmp_path):
+    """Labels = the model's own greedy output: the free-running states must then be the teacher-forced
+    ones, position by position (the alignment D relies on)."""
+    trainer = _trainer(make_model(family, warm=False), tmp_path, dataset, tokenizer, free_running="greedy", discriminator_input_layers=[0, -1])
+    batch = trainer.data_collator([dataset[i] for i in range(4)])
+    model = trainer.model.train()
+    with torch.no_grad():
+        enc = trainer.engine.encode(batch["input_ids"], batch["attention_mask"])
+        own = trainer.engine.sample(encoded=enc, max_new_tokens=6, min_new_tokens=6, do_sample=False).sequences  # (B, 6)
+        real = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
+                     decoder_input_ids=unwrap_model(model).prepare_decoder_input_ids_from_labels(labels=own)).decoder_hidden_states
+        fake, mask = trainer._free_running(enc, torch.ones_like(own), 6, [0, -1], grad=False)
+    torch.testing.assert_close(fake, torch.cat([real[0], real[-1]], dim=-1), rtol=1e-5, atol=1e-5)
+    assert mask.shape == (4, 6) and bool(mask.all())
+
+
 # ---------------------------------------------------------------- weight 0 is Seq2SeqTrainer, and D learns
 def test_weight_zero_is_seq2seq_trainer_and_the_discriminator_learns(make_model, tokenizer, dataset, tmp_path):
     models = [make_model("bart", warm=False) for _ in range(2)]
