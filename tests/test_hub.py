@@ -207,6 +207,9 @@ def test_push_to_hub_generator_discriminator_and_checkpoints(make_model, tokeniz
         assert path in files, f"{path} was not pushed; got {sorted(files)}"
     assert not any(p.startswith("discriminator/") and "optimizer" in p for p in files)
 
+    trainer.save_model()  # push_to_hub=True: a save by the user pushes too, as in transformers
+    assert hub.commits[-1]["summary"] == "Model save" and "discriminator/model.safetensors" in hub.commits[-1]["paths"]
+
     hub.files["me/tiny-gan"].clear()
     trainer.push_to_hub(license="apache-2.0")
     final = hub.commits[-1]
@@ -227,7 +230,9 @@ def test_push_discriminator_to_its_own_repo(make_model, tokenizer, data, tmp_pat
     trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", hub_model_id="me/tiny-gen", save_strategy="no")
     with pytest.raises(ValueError, match="reconstructor"):
         trainer.push_to_hub(auxiliary_hub_model_ids={"reconstructor": "me/r"})
-    trainer.push_to_hub(auxiliary_hub_model_ids={"discriminator": "me/tiny-gen-discriminator"})
+    future = trainer.push_to_hub(blocking=False, auxiliary_hub_model_ids={"discriminator": "me/tiny-gen-discriminator"})
+    trainer._finish_current_push()  # both uploads run in the background and are awaited together
+    assert future.done() and trainer.push_in_progress.is_done()
     assert [c["repo"] for c in hub.created] == ["me/tiny-gen", "me/tiny-gen-discriminator"]
     generator, discriminator = hub.files["me/tiny-gen"], hub.files["me/tiny-gen-discriminator"]
     assert "model.safetensors" in generator and not any(p.startswith("discriminator/") for p in generator)

@@ -223,7 +223,7 @@ class BaseTrainer(Seq2SeqTrainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
             self._save_auxiliaries(output_dir)
-            self._write_model_cards(output_dir, strict=not _internal_call)
+            self._write_model_cards(output_dir)
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
@@ -240,14 +240,14 @@ class BaseTrainer(Seq2SeqTrainer):
                 aux.processing_class.save_pretrained(folder)
 
     # ------------------------------------------------------------------ model cards and the Hub
-    def _write_model_cards(self, output_dir: str, strict: bool) -> None:
+    def _write_model_cards(self, output_dir: str) -> None:
+        """The cards of a save: a card that cannot be written (e.g. no jinja2) never stops the weights
+        from being saved; create_model_card and push_to_hub raise instead."""
         from ..hub import write_model_cards
 
         try:
             write_model_cards(self, output_dir, **self._model_card_kwargs)
         except Exception as err:
-            if strict:
-                raise
             logger.warning("Could not write the model cards in %s (%s: %s); the weights are saved.", output_dir, type(err).__name__, err)
 
     def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None, tasks=None,
