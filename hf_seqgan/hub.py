@@ -47,7 +47,7 @@ __all__ = ["METHODS", "HubPushError", "describe_schedule", "model_card", "write_
 
 logger = logging.getLogger(__name__)
 
-LIBRARY_URL = "https://github.com/hf-seqgan/hf_seqgan"
+LIBRARY = "`hf_seqgan`"  # how the cards name the library (a Markdown link once it has a public home)
 TASK = "text2text-generation"
 # Fields that say where and how a run is stored or shown, not how the model was trained.
 BOOKKEEPING = {"output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "push_to_hub", "hub_model_id", "hub_strategy",
@@ -197,22 +197,25 @@ def describe_schedule(spec) -> str:
 
 
 def _defaults(args) -> dict:
-    """The config class's defaults, normalised by its ``__post_init__`` like ``args`` was."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
+    """The config class's declared defaults. No config is built for them: building a
+    TrainingArguments resets accelerate's shared state, which a card written by a checkpoint save
+    mid-training must not touch."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
-    # Building TrainingArguments resets accelerate's shared state (``_setup_devices``); a card written
-    # by a mid-training checkpoint save must leave the running Trainer's accelerator intact.
-    borgs = (PartialState, AcceleratorState, GradientState)
-    saved = [dict(cls._shared_state) for cls in borgs]
-    try:
-        return type(args)(output_dir=args.output_dir).to_dict()
-    except Exception:  # a config whose defaults alone do not validate: the declared defaults
-        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-    finally:
-        for cls, state in zip(borgs, saved):
-            cls._shared_state.clear()
-            cls._shared_state.update(state)
+
+def _is_default(name: str, value, default) -> bool:
+    """``value`` (from ``args.to_dict()``, normalised by ``__post_init__``) against a declared default."""
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    default = getattr(default, "value", default)  # enums are written as their values
+    if value == default:
+        return True
+    if name == "accelerator_config" and isinstance(value, dict):
+        declared = dataclasses.asdict(AcceleratorConfig())
+        return all(declared.get(key) == item for key, item in value.items())
+    # defaults that __post_init__ resolves (None -> False, "none" -> [], "" -> []): unset stays "empty"
+    return default in (None, "", "none") and value in (None, False, "", "none", [], {})
 
 
 def _config_diff(args) -> tuple[list[dict], list[dict]]:
@@ -233,7 +236,7 @@ def _config_diff(args) -> tuple[list[dict], list[dict]]:
         if is_schedule:  # compare and show the canonical spelling ("1" is "constant:1")
             value = str(Schedule.from_string(value))
             defaults[name] = str(Schedule.from_string(defaults[name])) if name in defaults else dataclasses.MISSING
-        if defaults.get(name, dataclasses.MISSING) == value:
+        if name in defaults and _is_default(name, value, defaults[name]):
             continue
         reading = describe_schedule(value) if is_schedule else re.split(r"\.\s+(?=[A-Z])", help_text)[0].rstrip(".")
         row = {"name": name, "value": _fmt(value), "default": _fmt(defaults.get(name, "—")), "reading": _fmt(reading), "schedule": is_schedule}
@@ -423,7 +426,7 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
     model = aux if aux is not None else trainer.accelerator.unwrap_model(trainer.model)  # a PeftModel stays one
     facts = _describe_model(model, finetuned_from if name is None else None)
     user_tags = [tags] if isinstance(tags, str) else list(tags or [])
-    common = dict(model_name=f"{repo.split('/')[-1]}{f' ({name})' if name else ''}", method=method, papers=papers, library_url=LIBRARY_URL,
+    common = dict(model_name=f"{repo.split('/')[-1]}{f' ({name})' if name else ''}", method=method, papers=papers, library=LIBRARY,
                   versions=_versions(), bibtex="\n\n".join(references[k] for k in keys), global_step=step, train_step=train_step, **facts)
     is_classifier = name is not None and not (hasattr(model, "generate") and getattr(facts["config"], "is_encoder_decoder", False))
     if is_classifier:
@@ -439,7 +442,8 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
             generator_name=repo, generator_link=f"https://huggingface.co/{repo}", classifier_class=facts["class"],
             labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(config.id2label.items())) if facts["model_type"] else None,
             conditional=getattr(aux, "conditional", None), max_length=getattr(aux, "max_length", None), steps=trainer.auxiliary(name).steps,
-            knobs=[{"name": k, "value": _fmt(v), "default": _fmt(defaults.get(k, "—"))} for k, v in trainer.args.to_dict().items() if prefix in k],
+            knobs=[{"name": k, "value": _fmt(v), "default": _fmt(getattr(defaults.get(k, "—"), "value", defaults.get(k, "—")))}
+                   for k, v in trainer.args.to_dict().items() if prefix in k],
             metrics={k: _fmt(v) for k, v in train_metrics.items() if k.startswith(prefix[0] + "_") or prefix in k or "reward" in k},
             usage=_usage(aux, aux_repo, None if in_own else name, facts),
             intended_use=("A reward model and guide for its generator: rewards in further training, discriminator-guided decoding "

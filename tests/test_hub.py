@@ -130,7 +130,12 @@ def test_scheduled_sampling_card(make_model, tokenizer, data, tmp_path):
     trainer = ScheduledSamplingTrainer(make_model("bart", warm=False), args, train_dataset=data, eval_dataset=data, processing_class=tokenizer)
     trainer.state.global_step = 2  # as if trained (training itself is covered by the push test below)
     metrics = trainer.evaluate()
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    shared = [(cls, dict(cls._shared_state)) for cls in (PartialState, AcceleratorState, GradientState)]
     paths = trainer.create_model_card(language="en", license="mit", tags=["test"])
+    # a card written by a checkpoint save mid-training must leave the running accelerator alone
+    assert all(cls._shared_state == state for cls, state in shared)
     assert paths == [str(tmp_path / "run" / "README.md")]
     trainer.save_model()  # writes the card again, with the remembered language/license
     card = ModelCard.load(tmp_path / "run" / "README.md")
