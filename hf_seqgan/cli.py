@@ -1,0 +1,260 @@
+"""The ``hf-seqgan`` command (also ``python -m hf_seqgan``): list the trainers, metrics and recipes, show a
+trainer's configuration, run a recipe, plot a run's curves.
+
+Usage:
+
+    hf-seqgan list                                   # trainers, recipes and metrics, one line each
+    hf-seqgan config adversarial                     # the method's own config fields: type, default, help
+    hf-seqgan config adversarial --help              # every field, the Trainer's included (HfArgumentParser)
+    hf-seqgan run summarization --trainer scheduled_sampling --max_steps 200   # examples/run_summarization.py
+    hf-seqgan run summarization --help               # the recipe's own options
+    hf-seqgan plot outputs/my-run                    # outputs/my-run/training_curves.png
+
+The recipes are the ``examples/run_<name>.py`` scripts of the source checkout (found beside the package:
+an editable install or ``PYTHONPATH=<checkout>``), or of the folder named by ``HF_SEQGAN_EXAMPLES``.
+Trainer modules are imported only when a command needs them, so ``list`` and ``--help`` stay light.
+"""
+
+import argparse
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import os
+import re
+import runpy
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+PROG = "hf-seqgan"
+
+# name -> (module, config class, trainer class, one-line description). The recipes' --trainer takes
+# the same names (hf_seqgan.recipes.TRAINERS).
+TRAINERS = {
+    "mle": ("transformers", "Seq2SeqTrainingArguments", "Seq2SeqTrainer",
+            "Teacher forcing (transformers' Seq2SeqTrainer): the baseline every recipe can run."),
+    "scheduled_sampling": ("hf_seqgan.trainers.scheduled_sampling", "ScheduledSamplingConfig", "ScheduledSamplingTrainer",
+                           "Scheduled sampling (Bengio et al. 2015): the decoder reads its own tokens with a scheduled probability."),
+    "professor_forcing": ("hf_seqgan.trainers.professor_forcing", "ProfessorForcingConfig", "ProfessorForcingTrainer",
+                          "Professor forcing (Lamb et al. 2016): a discriminator on decoder states aligns free-running with teacher forcing."),
+    "adversarial": ("hf_seqgan.trainers.adversarial", "AdversarialConfig", "AdversarialTrainer",
+                    "SeqGAN-style training (Yu et al. 2017): REINFORCE or Gumbel-softmax updates against a discriminator."),
+    "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer",
+              "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."),
+}
+
+
+class CLIError(Exception):
+    """A user error: printed as ``hf-seqgan: error: ...`` with exit status 2, no traceback."""
+
+
+# ---------------------------------------------------------------------- trainers
+def _is_installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def config_class(name: str) -> type:
+    """The configuration class of the trainer ``name`` (its module imported now)."""
+    if name not in TRAINERS:
+        raise CLIError(f"unknown trainer {name!r}; the trainers are: {', '.join(TRAINERS)} (see `{PROG} list`).")
+    module, config, _, _ = TRAINERS[name]
+    try:
+        return getattr(importlib.import_module(module), config)
+    except Exception as err:  # a missing or broken optional trainer is a message, not a traceback
+        raise CLIError(
+            f"the trainer {name!r} ({module}.{config}) cannot be imported in this installation "
+            f"({type(err).__name__}: {err}). Update hf_seqgan, or pick another trainer from `{PROG} list`."
+        ) from err
+
+
+def own_fields(cls: type) -> list:
+    """The dataclass fields ``cls`` adds to transformers' training arguments it builds on."""
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    base = TrainingArguments if cls is Seq2SeqTrainingArguments else Seq2SeqTrainingArguments
+    inherited = {f.name for f in dataclasses.fields(base)}
+    return [f for f in dataclasses.fields(cls) if f.init and f.name not in inherited and not f.name.startswith("_")]
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "(required)"
+
+
+def describe_config(name: str) -> str:
+    """The method's own config fields of trainer ``name``: ``--field (type, default): help``."""
+    cls = config_class(name)
+    fields = own_fields(cls)
+    lines = [f"{cls.__module__}.{cls.__name__}: {len(fields)} fields of its own (and every Seq2SeqTrainingArguments field).", ""]
+    for f in fields:
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        lines.append(f"  --{f.name} ({kind}, default {_default(f)})")
+        help_text = " ".join(str(f.metadata.get("help", "")).split())
+        lines.append(f"      {help_text or '(no help)'}")
+    lines += ["", f"All fields, the Trainer's included: `{PROG} config {name} --help`."]
+    return "\n".join(lines)
+
+
+def config_help(name: str) -> str:
+    """``HfArgumentParser`` help of the config of trainer ``name``: every field with its help."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_class(name))
+    parser.prog = f"{PROG} config {name}"
+    return parser.format_help()
+
+
+# ---------------------------------------------------------------------- recipes
+def examples_dir() -> Path:
+    """The folder of the recipes: ``$HF_SEQGAN_EXAMPLES``, or ``examples/`` beside the package."""
+    env = os.environ.get("HF_SEQGAN_EXAMPLES")
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise CLIError(f"HF_SEQGAN_EXAMPLES={env!r} is not a folder: point it at the examples/ folder of an hf_seqgan checkout.")
+        return folder
+    import hf_seqgan
+
+    folder = Path(hf_seqgan.__file__).resolve().parents[1] / "examples"
+    if not folder.is_dir():
+        raise CLIError(
+            f"the recipes are the examples/run_*.py scripts of the hf_seqgan source checkout, and this installation "
+            f"({Path(hf_seqgan.__file__).parent}) has none beside it (a wheel install). Clone the repository and "
+            f"`pip install -e .` it, or set HF_SEQGAN_EXAMPLES=<checkout>/examples."
+        )
+    return folder
+
+
+def _summary(path: Path) -> str:
+    """First line of a script's module docstring, read without running it."""
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (SyntaxError, UnicodeDecodeError):
+        return "(cannot be parsed)"
+    text = " ".join(doc.split("\n\n")[0].split())
+    first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+    return (first if len(first) <= 110 else first[:109].rstrip() + "…") or "(no docstring)"
+
+
+def recipes() -> dict:
+    """``{name: path}`` of the ``run_<name>.py`` scripts of `examples_dir`."""
+    return {p.stem[len("run_"):]: p for p in sorted(examples_dir().glob("run_*.py"))}
+
+
+def run_recipe(name: str, args: Sequence[str]) -> int:
+    """Run ``examples/run_<name>.py`` in this process with ``args`` as its command line; its exit status."""
+    name = name.replace("-", "_").removesuffix(".py").removeprefix("run_")
+    found = recipes()
+    if name not in found:
+        raise CLIError(f"unknown recipe {name!r}; the recipes are: {', '.join(found) or '(none)'} (in {examples_dir()}).")
+    path = found[name]
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.parent))  # as `python examples/run_x.py` would
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return 0
+
+
+# ---------------------------------------------------------------------- commands
+def _cmd_list(ns) -> int:
+    print("Trainers (`hf-seqgan config <name>` for the options; the recipes take `--trainer <name>`):")
+    width = max(map(len, TRAINERS))
+    for name, (module, _, trainer, text) in TRAINERS.items():
+        missing = "" if _is_installed(module) else "  [not in this installation]"
+        print(f"  {name:<{width}}  {text}{missing}")
+    print("\nRecipes (`hf-seqgan run <name> [options]`, `--help` after the name for its options):")
+    try:
+        found = recipes()
+    except CLIError as err:
+        print(f"  (none: {err})")
+    else:
+        width = max(map(len, found), default=0)
+        for name, path in found.items():
+            print(f"  {name:<{width}}  {_summary(path)}")
+    from .metrics import available_metrics
+
+    print("\nMetrics (`hf_seqgan.metrics.load_metric(<name>)`, offline):")
+    print("  " + ", ".join(available_metrics()))
+    return 0
+
+
+def _cmd_config(ns) -> int:
+    print(config_help(ns.trainer) if ns.help else describe_config(ns.trainer))
+    return 0
+
+
+def _cmd_plot(ns) -> int:
+    from .plotting import plot_training
+
+    try:
+        path, panels = plot_training(ns.output_dir, path=ns.path, keys=ns.keys, return_panels=True)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    print(f"{path}: {len(panels)} panels ({', '.join(panels)})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Train and decode Hugging Face seq2seq models beyond teacher forcing (hf_seqgan).",
+        epilog=f"Examples: `{PROG} list`, `{PROG} config adversarial`, `{PROG} run summarization --help`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{list,config,run,plot}")
+    sub.add_parser("list", help="the trainers, recipes and metrics").set_defaults(func=_cmd_list)
+    config = sub.add_parser(
+        "config", add_help=False, help="a trainer's configuration fields (--help: all of them, the Trainer's included)",
+        description="The fields of a trainer's configuration class.",
+    )
+    config.add_argument("trainer", help=f"one of: {', '.join(TRAINERS)}")
+    config.add_argument("-h", "--help", action="store_true", help="every field with its help, as HfArgumentParser prints it")
+    config.set_defaults(func=_cmd_config)
+    run = sub.add_parser("run", help="run a recipe (examples/run_<recipe>.py) with the options that follow")
+    run.add_argument("recipe", help="summarization, translation, style_transfer, story_generation, ... (see `list`)")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the recipe's options (`--help` for them)")
+    plot = sub.add_parser("plot", help="draw a run's logged curves (trainer_state.json) into a PNG")
+    plot.add_argument("output_dir", help="the run's output folder (or its trainer_state.json)")
+    plot.add_argument("--path", default=None, help="the PNG to write (default: <output_dir>/training_curves.png)")
+    plot.add_argument("--keys", nargs="+", default=None, help="regular expressions selecting the logged keys to draw")
+    plot.set_defaults(func=_cmd_plot)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``hf-seqgan`` and ``python -m hf_seqgan``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        # `run <recipe> ...`: everything after the recipe belongs to it, --help included
+        if len(argv) >= 2 and argv[0] == "run" and not argv[1].startswith("-"):
+            return run_recipe(argv[1], argv[2:])
+        parser = build_parser()
+        ns = parser.parse_args(argv)
+        if ns.command is None:
+            parser.print_help()
+            return 0
+        return ns.func(ns)
+    except CLIError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `hf-seqgan config x --help | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
