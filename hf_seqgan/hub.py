@@ -41,8 +41,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
-
 __all__ = ["METHODS", "HubPushError", "describe_schedule", "model_card", "write_model_cards", "init_repo", "push_trainer", "push_checkpoint", "templates_dir"]
 
 logger = logging.getLogger(__name__)
@@ -335,40 +333,22 @@ def _datasets(trainer, dataset_tags=None, dataset=None) -> tuple[list[str], list
 
 def _final_metrics(log_history: list[dict]) -> tuple[dict, Optional[int], dict, Optional[int]]:
     """(last evaluation metrics, its step, last logged training figures, its step)."""
-    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos", "train_runtime",
-            "train_samples_per_second", "train_steps_per_second", "train_loss", "model_preparation_time"}
+    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos", "model_preparation_time"}
     evals = [e for e in log_history if any(k.startswith("eval_") for k in e)]
-    trains = [e for e in log_history if "loss" in e or any(not k.startswith("eval_") and k not in skip and k != "learning_rate" for k in e)]
-    trains = [e for e in trains if not any(k.startswith("eval_") for k in e) and "train_runtime" not in e]
-    eval_metrics = {k[5:]: v for k, v in (evals[-1].items() if evals else []) if k.startswith("eval_") and k[5:] not in skip and isinstance(v, (int, float))}
-    train_metrics = {k: v for k, v in (trains[-1].items() if trains else []) if k not in skip and isinstance(v, (int, float))}
-    return eval_metrics, (evals[-1].get("step") if evals else None), train_metrics, (trains[-1].get("step") if trains else None)
+    trains = [e for e in log_history if "loss" in e]  # the Trainer's periodic training logs (the summary has train_loss)
+    last_eval, last_train = (evals or [{}])[-1], (trains or [{}])[-1]
+    eval_metrics = {k[5:]: v for k, v in last_eval.items() if k.startswith("eval_") and k[5:] not in skip and isinstance(v, (int, float))}
+    train_metrics = {k: v for k, v in last_train.items() if k not in skip and isinstance(v, (int, float))}
+    return eval_metrics, last_eval.get("step"), train_metrics, last_train.get("step")
 
 
-def _limitations(method: Method) -> list[str]:
-    first = {
-        "scheduled-sampling": "Scheduled sampling trains on the model's own predictions: a probability of gold tokens that decays "
-                              "too fast makes it learn from poor prefixes, and gains over teacher forcing are often small.",
-    }.get(method.tag, "Adversarial and free-running training of text generators is unstable: results vary with seeds and "
-                      "settings, discriminators can win too easily, rewards are high-variance, and outputs can collapse to a few modes.")
-    return [
-        first,
-        "MLE with a lower sampling temperature is a strong baseline: Caccia et al. (2020, *Language GANs Falling Short*, "
-        "https://arxiv.org/abs/1811.02549) found it matches or beats language GANs over the whole quality–diversity trade-off. "
-        "Compare this model with the plain MLE model across temperatures (quality and diversity), not on quality alone.",
-        "The model inherits the biases and errors of its base model and training data; its outputs are not checked facts.",
-    ]
-
-
-def _discriminator_limitations(scores_outputs: bool, data: str) -> list[str]:
-    what = "references from the outputs" if scores_outputs else "teacher-forced from free-running decoder states"
-    return [
-        f"It learned to separate {what} of **one** generator at the stage of training it reached; it is not a general detector "
-        "of machine-written text, and its scores drift as soon as the generator changes.",
-        "A discriminator that wins too easily (accuracy near 1) gives the generator vanishing or noisy rewards; one near chance "
-        "gives none. Its accuracy over training (the logged `d_acc_*` figures) says which happened.",
-        f"Trained on {data}; its scores outside that domain are not calibrated.",
-    ]
+# The method-specific first limitation of a generator card (the template adds the general ones).
+LIMITATIONS = {
+    "scheduled-sampling": "Scheduled sampling trains on the model's own predictions: a probability of gold tokens that decays too "
+                          "fast makes it learn from poor prefixes, and gains over teacher forcing are often small.",
+    None: "Adversarial and free-running training of text generators is unstable: results vary with seeds and settings, "
+          "discriminators can win too easily, rewards are high-variance, and outputs can collapse to a few modes.",
+}
 
 
 # ------------------------------------------------------------------ cards
@@ -376,12 +356,14 @@ def _repo_of(trainer, model_name: Optional[str]) -> str:
     return getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name or Path(trainer.args.output_dir).name
 
 
-def _where(trainer, name: str, repo: str) -> tuple[str, str]:
-    """(where the auxiliary model ``name`` lives, the repo holding it) as the cards describe it."""
-    own = getattr(trainer, "auxiliary_hub_model_ids", {}).get(name)
-    if own:
-        return f"its own repo [{own}](https://huggingface.co/{own})", own
-    return f"the `{name}/` folder of this repo", repo
+def _own_repo(trainer, name: Optional[str]) -> Optional[str]:
+    return getattr(trainer, "auxiliary_hub_model_ids", {}).get(name) if name else None
+
+
+def _where(trainer, name: str) -> str:
+    """Where the auxiliary model ``name`` is pushed, as the generator's card says it."""
+    own = _own_repo(trainer, name)
+    return f"its own repo [{own}](https://huggingface.co/{own})" if own else f"the `{name}/` folder of this repo"
 
 
 def _usage(kind, repo: str, subfolder: Optional[str], facts: dict) -> str:
@@ -395,85 +377,87 @@ def _usage(kind, repo: str, subfolder: Optional[str], facts: dict) -> str:
         load = (f"discriminator = {cls}.from_pretrained({path})" if hasattr(kind, "from_pretrained")
                 else f"import torch\nstate_dict = torch.load({path} + \"/pytorch_model.bin\")  # load into a {cls} built as in training")
         return f"from huggingface_hub import snapshot_download\nfrom {module} import {cls}\n\n{load}{score}"
-    head = "from transformers import AutoTokenizer\n"
     if facts["is_peft"]:
-        load = f'from peft import AutoPeftModelForSeq2SeqLM\n\nmodel = AutoPeftModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\nmodel = model.merge_and_unload()  # optional: a plain transformers model\n'
+        load = (f'from peft import AutoPeftModelForSeq2SeqLM\n\nmodel = AutoPeftModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\n'
+                "model = model.merge_and_unload()  # optional: a plain transformers model\n")
         if not facts["base_name"]:
-            load = (f"# The base model was built in memory: load it yourself, then\n# model = PeftModel.from_pretrained(base_model, \"{repo}\"{sub})\n" + load)
+            load = f'# The base model was built in memory: load it yourself, then\n# model = PeftModel.from_pretrained(base_model, "{repo}"{sub})\n' + load
     else:
         load = f'from transformers import AutoModelForSeq2SeqLM\n\nmodel = AutoModelForSeq2SeqLM.from_pretrained("{repo}"{sub})\n'
-    return (head + load + f'tokenizer = AutoTokenizer.from_pretrained("{repo}"{sub})\n'
+    return ("from transformers import AutoTokenizer\n" + load + f'tokenizer = AutoTokenizer.from_pretrained("{repo}"{sub})\n'
             'inputs = tokenizer(["a source text"], return_tensors="pt")\n'
             "print(tokenizer.batch_decode(model.generate(**inputs, max_new_tokens=64), skip_special_tokens=True))")
 
 
+def _tags(*tags) -> list[str]:
+    return [t for t in dict.fromkeys(tags) if t]
+
+
 def model_card(trainer, *, name: Optional[str] = None, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
                tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
-    """The `ModelCard` of the generator (``name=None``) or of the auxiliary model ``name``."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    """The `ModelCard` of the generator (``name=None``) or of the auxiliary model ``name``: the
+    discriminator template for classifiers, the generator template for seq2seq models (e.g. the
+    cycle trainer's reconstructor). ``dataset_args`` is accepted for transformers' signature."""
+    from huggingface_hub import ModelCardData
 
     method = method_of(trainer)
     references = _references()
-    keys = method.papers + ["caccia2020language"]
-    papers = [_paper(k, references[k]) for k in method.papers]
-    step = trainer.state.global_step
     repo = _repo_of(trainer, model_name)
     data_tags, dataset_lines = _datasets(trainer, dataset_tags, dataset)
     eval_metrics, eval_step, train_metrics, train_step = _final_metrics(trainer.state.log_history)
-    method_knobs, training_knobs = _config_diff(trainer.args)
     task = ([tasks] if isinstance(tasks, str) else list(tasks or [TASK]))[0]
-    aux = trainer.auxiliary(name).unwrapped if name is not None else None
-    model = aux if aux is not None else trainer.accelerator.unwrap_model(trainer.model)  # a PeftModel stays one
+    model = trainer.auxiliary(name).unwrapped if name is not None else trainer.accelerator.unwrap_model(trainer.model)  # a PeftModel stays one
     facts = _describe_model(model, finetuned_from if name is None else None)
     user_tags = [tags] if isinstance(tags, str) else list(tags or [])
-    common = dict(model_name=f"{repo.split('/')[-1]}{f' ({name})' if name else ''}", method=method, papers=papers, library=LIBRARY,
-                  versions=_versions(), bibtex="\n\n".join(references[k] for k in keys), global_step=step, train_step=train_step, **facts)
-    is_classifier = name is not None and not (hasattr(model, "generate") and getattr(facts["config"], "is_encoder_decoder", False))
-    if is_classifier:
-        where, aux_repo = _where(trainer, name, repo)
-        in_own = aux_repo != repo
-        prefix, config, defaults = name.split("_")[0], facts["config"], _defaults(trainer.args)
-        scores_outputs = type(aux).__name__ == "SequenceDiscriminator"
-        data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", pipeline_tag="text-classification", license=license,
-                             language=language, base_model=facts["base_model"], datasets=data_tags or None,
-                             tags=[t for t in dict.fromkeys(["hf_seqgan", name, method.tag, facts["model_type"], *user_tags]) if t])
-        return ModelCard.from_template(
-            data, template_path=str(templates_dir() / "discriminator.md.jinja"), role=name, role_description=_role(trainer, name),
-            generator_name=repo, generator_link=f"https://huggingface.co/{repo}", classifier_class=facts["class"],
-            labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(config.id2label.items())) if facts["model_type"] else None,
-            conditional=getattr(aux, "conditional", None), max_length=getattr(aux, "max_length", None), steps=trainer.auxiliary(name).steps,
-            knobs=[{"name": k, "value": _fmt(v), "default": _fmt(getattr(defaults.get(k, "—"), "value", defaults.get(k, "—")))}
-                   for k, v in trainer.args.to_dict().items() if prefix in k],
-            metrics={k: _fmt(v) for k, v in train_metrics.items() if k.startswith(prefix[0] + "_") or prefix in k or "reward" in k},
-            usage=_usage(aux, aux_repo, None if in_own else name, facts),
-            intended_use=("A reward model and guide for its generator: rewards in further training, discriminator-guided decoding "
-                          "(`hf_seqgan.DiscriminatorGuidedLogitsProcessor`) and best-of-N reranking (`hf_seqgan.generate_and_rerank`)."
-                          if scores_outputs else "A training companion only: it reads what its generator computes during training, so it "
-                          "serves to continue training that generator (e.g. from a checkpoint), not on its own."),
-            limitations=_discriminator_limitations(scores_outputs, ", ".join(data_tags) or "the run's training data"), **common,
-        )
-    eval_results = [EvalResult(task_type=task, dataset_type=(data_tags or ["custom"])[0], dataset_name=(data_tags or ["custom"])[0],
-                               metric_type=k, metric_value=round(float(v), 6)) for k, v in eval_metrics.items()] or None
-    companions = []
-    if name is None:
-        for other in getattr(trainer, "_auxiliaries", {}):
-            where, _ = _where(trainer, other, repo)
-            companions.append({"name": other, "kind": type(trainer.auxiliary(other).unwrapped).__name__, "where": where})
-    data = ModelCardData(library_name="peft" if facts["is_peft"] else "transformers", license=license, language=language,
-                         base_model=facts["base_model"], datasets=data_tags or None, model_name=repo if eval_results else None,
-                         eval_results=eval_results, metrics=sorted(eval_metrics) or None,
-                         tags=[t for t in dict.fromkeys(["hf_seqgan", method.tag, task, facts["model_type"], (facts["peft_method"] or "").lower(), *user_tags]) if t])
+    run = dict(model_name=f"{repo.split('/')[-1]}{f' ({name})' if name else ''}", method=method, library=LIBRARY, versions=_versions(),
+               papers=[_paper(k, references[k]) for k in method.papers], global_step=trainer.state.global_step, train_step=train_step,
+               bibtex="\n\n".join(references[k] for k in method.papers + ["caccia2020language"]), role=name or "generator",
+               role_description=_role(trainer, name), task=task, **facts)
+    card_data = dict(library_name="peft" if facts["is_peft"] else "transformers", license=license, language=language,
+                     base_model=facts["base_model"], datasets=data_tags or None)
+    if name is not None and not (hasattr(model, "generate") and getattr(facts["config"], "is_encoder_decoder", False)):
+        data = ModelCardData(pipeline_tag="text-classification", tags=_tags("hf_seqgan", name, method.tag, facts["model_type"], *user_tags), **card_data)
+        return _classifier_card(trainer, name, model, data, run, repo, train_metrics, data_tags)
+    peft_tag = (facts["peft_method"] or "").lower()
+    data = ModelCardData(tags=_tags("hf_seqgan", method.tag, task, facts["model_type"], peft_tag, *user_tags), **card_data)
+    return _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines)
+
+
+def _classifier_card(trainer, name, model, data, run, repo, train_metrics, data_tags):
+    from huggingface_hub import ModelCard
+
+    prefix, defaults, own = name.split("_")[0], _defaults(trainer.args), _own_repo(trainer, name)
     return ModelCard.from_template(
-        data, template_path=str(templates_dir() / "generator.md.jinja"), role=name or "generator", role_description=_role(trainer, name),
-        companions=companions, trainer_class=type(trainer).__name__, config_class=type(trainer.args).__name__,
-        epoch=_fmt(trainer.state.epoch) if trainer.state.epoch else None, method_knobs=method_knobs, training_knobs=training_knobs,
-        schedules=_schedules(trainer.args, step), dataset_lines=dataset_lines, eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()},
-        eval_step=eval_step, train_metrics={k: _fmt(v) for k, v in train_metrics.items()},
-        usage=_usage("seq2seq", repo if name is None else _where(trainer, name, repo)[1],
-                     name if name and not getattr(trainer, "auxiliary_hub_model_ids", {}).get(name) else None, facts),
-        intended_use=(f"Research on training sequence-to-sequence models beyond teacher forcing, and {task} on data like its training "
-                      "data. Review its outputs before any use where errors matter."),
-        limitations=_limitations(method), **common,
+        data, template_path=str(templates_dir() / "discriminator.md.jinja"), generator_name=repo, generator_link=f"https://huggingface.co/{repo}",
+        labels=", ".join(f"{i} = {lbl}" for i, lbl in sorted(run["config"].id2label.items())) if run["model_type"] else None,
+        conditional=getattr(model, "conditional", None), max_length=getattr(model, "max_length", None), steps=trainer.auxiliary(name).steps,
+        knobs=[{"name": k, "value": _fmt(v), "default": _fmt(getattr(defaults.get(k, "—"), "value", defaults.get(k, "—")))}
+               for k, v in trainer.args.to_dict().items() if prefix in k],
+        metrics={k: _fmt(v) for k, v in train_metrics.items() if k.startswith(prefix[0] + "_") or prefix in k or "reward" in k},
+        usage=_usage(model, own or repo, None if own else name, run), scores_outputs=type(model).__name__ == "SequenceDiscriminator",
+        dataset_summary=", ".join(data_tags) or "the run's training data", **run,
+    )
+
+
+def _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines):
+    from huggingface_hub import EvalResult, ModelCard
+
+    dataset_tag = (data_tags or ["custom"])[0]
+    if eval_metrics:  # model-index
+        data.model_name, data.metrics = repo, sorted(eval_metrics)
+        data.eval_results = [EvalResult(task_type=run["task"], dataset_type=dataset_tag, dataset_name=dataset_tag, metric_type=k,
+                                        metric_value=round(float(v), 6)) for k, v in eval_metrics.items()]
+    companions = [{"name": other, "kind": type(trainer.auxiliary(other).unwrapped).__name__, "where": _where(trainer, other)}
+                  for other in (getattr(trainer, "_auxiliaries", {}) if name is None else ())]
+    method_knobs, training_knobs = _config_diff(trainer.args)
+    own = _own_repo(trainer, name)
+    return ModelCard.from_template(
+        data, template_path=str(templates_dir() / "generator.md.jinja"), companions=companions, trainer_class=type(trainer).__name__,
+        config_class=type(trainer.args).__name__, epoch=_fmt(trainer.state.epoch) if trainer.state.epoch else None,
+        method_knobs=method_knobs, training_knobs=training_knobs, schedules=_schedules(trainer.args, run["global_step"]),
+        dataset_lines=dataset_lines, eval_metrics={k: _fmt(v) for k, v in eval_metrics.items()}, eval_step=eval_step,
+        train_metrics={k: _fmt(v) for k, v in train_metrics.items()}, usage=_usage("seq2seq", own or repo, name if name and not own else None, run),
+        method_limitation=LIMITATIONS.get(run["method"].tag, LIMITATIONS[None]), **run,
     )
 
 
@@ -572,15 +556,20 @@ def push_trainer(trainer, *, commit_message="End of training", blocking=True, to
         separate = _separate_repos(trainer, private, token)
         trainer._finish_current_push()
         revision = revision if revision is not None else args.hub_revision
-        api = hub_api()
-        ignore = ["_*", "checkpoint-*"] + [f"{name}/*" for name in separate]
-        result = api.upload_folder(repo_id=trainer.hub_model_id, folder_path=args.output_dir, commit_message=commit_message, token=token,
-                                   run_as_future=not blocking, ignore_patterns=ignore, revision=revision)
-        jobs = [api.upload_folder(repo_id=repo, folder_path=os.path.join(args.output_dir, name), commit_message=commit_message, token=token,
-                                  run_as_future=not blocking, revision=revision) for name, repo in separate.items()]
+        jobs = _upload_output(trainer, hub_api(), commit_message, separate, token=token, run_as_future=not blocking, revision=revision)
         if not blocking:
-            _track(trainer, [result] + jobs)
-    return result
+            _track(trainer, jobs)
+    return jobs[0]
+
+
+def _upload_output(trainer, api, message: str, separate: dict[str, str], **upload) -> list:
+    """Upload the output folder to the generator's repo (checkpoints, ``_*`` files and the auxiliary
+    models that have repos of their own left out) and each of those models to its repo."""
+    out = trainer.args.output_dir
+    ignore = ["_*", "checkpoint-*"] + [f"{name}/*" for name in separate]
+    jobs = [api.upload_folder(repo_id=trainer.hub_model_id, folder_path=out, commit_message=message, ignore_patterns=ignore, **upload)]
+    return jobs + [api.upload_folder(repo_id=repo, folder_path=os.path.join(out, name), commit_message=message, **upload)
+                   for name, repo in separate.items()]
 
 
 def _track(trainer, jobs) -> None:
@@ -594,7 +583,8 @@ def _track(trainer, jobs) -> None:
 
 def push_checkpoint(trainer, checkpoint_folder: str) -> None:
     """The periodic push of ``hub_strategy`` (transformers' ``Trainer._push_from_checkpoint``): the
-    generator files, auxiliary folders and cards of the checkpoint go to ``output_dir`` and are
+    generator files (weights or adapter, config, tokenizer, training arguments), the auxiliary
+    folders and the cards of the checkpoint (not its optimizer and trainer state) go to ``output_dir`` and are
     uploaded in the background; ``checkpoint``/``all_checkpoints`` also upload the checkpoint
     folder itself (resumable: it holds the auxiliary models' optimizer state)."""
     from transformers.trainer_utils import HubStrategy, SaveStrategy
@@ -612,16 +602,11 @@ def push_checkpoint(trainer, checkpoint_folder: str) -> None:
                 shutil.copytree(entry.path, os.path.join(output_dir, entry.name), dirs_exist_ok=True)
             elif entry.is_file() and not TRAINING_STATE.match(entry.name):
                 shutil.copy(entry.path, os.path.join(output_dir, entry.name))
-        torch.save(args, os.path.join(output_dir, "training_args.bin"))
         step = f"step {trainer.state.global_step}" if args.save_strategy == SaveStrategy.STEPS else f"epoch {int(trainer.state.epoch)}"
         message = f"Training in progress, {step}"
         api = hub_api()
-        separate = _separate_repos(trainer, args.hub_private_repo, args.hub_token)
         common = dict(token=args.hub_token, run_as_future=True, revision=args.hub_revision)
-        jobs = [api.upload_folder(repo_id=trainer.hub_model_id, folder_path=output_dir, commit_message=message,
-                                  ignore_patterns=["_*", "checkpoint-*"] + [f"{n}/*" for n in separate], **common)]
-        jobs += [api.upload_folder(repo_id=repo, folder_path=os.path.join(output_dir, name), commit_message=message, **common)
-                 for name, repo in separate.items()]
+        jobs = _upload_output(trainer, api, message, _separate_repos(trainer, args.hub_private_repo, args.hub_token), **common)
         if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
             jobs.append(api.upload_folder(repo_id=trainer.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
