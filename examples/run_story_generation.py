@@ -37,42 +37,19 @@ from transformers import LogitsProcessorList
 
 from hf_seqgan.discriminators import build_default_discriminator
 from hf_seqgan.logits_process import TemperatureScheduleLogitsWarper, sentence_end_token_ids
+from hf_seqgan import recipes
 from hf_seqgan.metrics import load_metric
-from hf_seqgan.recipes import (
-    DataArguments,
-    ModelArguments,
-    build_trainer,
-    classify,
-    flatten_table,
-    generate_texts,
-    load_corpus,
-    load_model_and_tokenizer,
-    parse_args,
-    peek_argument,
-    report,
-    save_and_push,
-    setup_logging,
-    tokenize_pairs,
-    train_classifier,
-    trainer_classes,
-)
 from hf_seqgan.reranking import generate_and_rerank
 from hf_seqgan.rollout import RolloutEngine
 from hf_seqgan.synthetic import story_pairs
 
 logger = logging.getLogger("run_story_generation")
 
-TRAINER_CHOICES = ("mle", "scheduled_sampling", "professor_forcing", "adversarial")
-DEFAULTS = dict(
-    output_dir="outputs/run_story_generation", max_steps=400, per_device_train_batch_size=32, per_device_eval_batch_size=64,
-    learning_rate=3e-3, warmup_steps=20, logging_steps=50, save_strategy="no", report_to="none", seed=42,
-    use_cpu=not torch.cuda.is_available(),
-)
+DEFAULTS = recipes.training_defaults("run_story_generation")
 
 
 @dataclass
-class StoryArguments(DataArguments):
-    trainer: str = field(default="mle", metadata={"help": "How the model learns from (prompt, story) pairs.", "choices": list(TRAINER_CHOICES)})
+class StoryArguments(recipes.SupervisedDataArguments):
     text_column: str = field(default="title", metadata={"help": "Column holding the prompt (a title or a first line)."})
     story_column: str = field(default="story", metadata={"help": "Column holding the story."})
     max_source_length: int = field(default=32, metadata={"help": "Prompt tokens kept."})
@@ -98,37 +75,30 @@ def diversity(stories, distinct, self_bleu) -> dict:
 
 
 def main(argv=None):
-    # 1. Arguments: --trainer picks the training configuration class (its fields become options).
-    method = peek_argument(argv, "trainer", "mle")
-    config_class, _ = trainer_classes(method)
-    model_args, data_args, training_args = parse_args((ModelArguments, StoryArguments, config_class), argv, DEFAULTS)
-
-    # 2. Logging and seed.
-    setup_logging(training_args, logger.name)
+    # 1. Arguments (--trainer picks the training configuration class: its fields become options), 2. logging and seed.
+    method = recipes.peek_argument(argv, "trainer", "mle")
+    model_args, data_args, training_args = recipes.parse_recipe_args(StoryArguments, argv, DEFAULTS, method=method, logger_name=logger.name)
 
     # 3. Data: (prompt, story) pairs from a dataset, files, or synthetic fables.
     src, tgt = data_args.text_column, data_args.story_column
-    corpus = load_corpus(data_args, training_args, source_column=src, target_column=tgt, synthetic=story_pairs,
+    corpus = recipes.load_corpus(data_args, training_args, source_column=src, target_column=tgt, synthetic=story_pairs,
                          synthetic_what="title -> fable", column_flags={src: "--text_column", tgt: "--story_column"})
 
     # 4. Model and tokenizer.
-    model, tokenizer, model_description = load_model_and_tokenizer(
+    model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, list(corpus.train[src]) + list(corpus.train[tgt]), seed=training_args.seed,
         max_length=max(data_args.max_source_length, data_args.max_target_length))
 
     # 5. Preprocessing and the trainer.
     lengths = (data_args.max_source_length, data_args.max_target_length)
-    train_dataset = tokenize_pairs(corpus.train, tokenizer, src, tgt, *lengths)
-    eval_dataset = tokenize_pairs(corpus.validation, tokenizer, src, tgt, *lengths) if corpus.validation is not None else None
-    trainer = build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
+    train_dataset = recipes.tokenize_pairs(corpus.train, tokenizer, src, tgt, *lengths)
+    eval_dataset = recipes.tokenize_pairs(corpus.validation, tokenizer, src, tgt, *lengths) if corpus.validation is not None else None
+    trainer = recipes.build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
 
-    # 6. Train and save.
-    train_result = trainer.train()
-    save_and_push(trainer, training_args)
-    metrics = {"train_loss": train_result.training_loss, "train_runtime_s": train_result.metrics["train_runtime"]}
+    # 6. Train, evaluate the loss, save.
     if eval_dataset is None:
         raise ValueError("Story evaluation needs validation prompts: give --validation_file or a --validation_split_percentage > 0.")
-    metrics["eval_loss"] = trainer.evaluate(eval_dataset)["eval_loss"]
+    metrics = recipes.train_and_save(trainer, training_args, eval_dataset)
 
     # 7. Decode every validation prompt k times with each decoding.
     prompts, k = list(corpus.validation[src]), data_args.stories_per_prompt
@@ -137,9 +107,9 @@ def main(argv=None):
                   batch_size=training_args.per_device_eval_batch_size, num_samples=k, generator=seed)
     schedule = TemperatureScheduleLogitsWarper(data_args.temperature_schedule, mode="sentence", sentence_end_token_ids=sentence_end_token_ids(tokenizer))
     stories = {
-        "greedy": generate_texts(model, tokenizer, prompts, do_sample=False, **decode),
-        "sampling (T=1)": generate_texts(model, tokenizer, prompts, do_sample=True, **decode),
-        "schedule": generate_texts(model, tokenizer, prompts, do_sample=True, logits_processor=LogitsProcessorList([schedule]), **decode),
+        "greedy": recipes.generate_texts(model, tokenizer, prompts, do_sample=False, **decode),
+        "sampling (T=1)": recipes.generate_texts(model, tokenizer, prompts, do_sample=True, **decode),
+        "schedule": recipes.generate_texts(model, tokenizer, prompts, do_sample=True, logits_processor=LogitsProcessorList([schedule]), **decode),
     }
 
     # 8. Reranking: a discriminator learns real (prompt, story) pairs against the model's samples,
@@ -147,10 +117,10 @@ def main(argv=None):
     judge = None
     if data_args.rerank_candidates:
         train_prompts = list(corpus.train[src][:256])
-        fakes = generate_texts(model, tokenizer, train_prompts, do_sample=True, **{**decode, "num_samples": 1})
+        fakes = recipes.generate_texts(model, tokenizer, train_prompts, do_sample=True, **{**decode, "num_samples": 1})
         judge = build_default_discriminator(tokenizer, conditional=True, seed=training_args.seed,
                                             max_length=data_args.max_source_length + data_args.max_target_length + 8).to(model.device)
-        train_classifier(judge, list(corpus.train[tgt][:256]) + fakes, [1] * len(fakes) + [0] * len(fakes), sources=train_prompts * 2,
+        recipes.train_classifier(judge, list(corpus.train[tgt][:256]) + fakes, [1] * len(fakes) + [0] * len(fakes), sources=train_prompts * 2,
                          steps=data_args.discriminator_steps, seed=training_args.seed, disable_tqdm=training_args.disable_tqdm)
         engine = RolloutEngine(model, tokenizer)
         reranked = []
@@ -169,13 +139,13 @@ def main(argv=None):
     for name, outputs in stories.items():
         table[name] = diversity(outputs, distinct, self_bleu)
         if judge is not None:
-            table[name]["p(real)"] = classify(judge, outputs, sources=[p for p in prompts for _ in range(k)])[:, 1].exp().mean().item()
-    metrics.update(flatten_table(table))
+            table[name]["p(real)"] = recipes.classify(judge, outputs, sources=[p for p in prompts for _ in range(k)])[:, 1].exp().mean().item()
+    metrics.update(recipes.flatten_table(table))
     samples = [{"prompt": prompts[i], **{name: outputs[i * k] for name, outputs in stories.items()}}
                for i in range(min(data_args.num_printed_samples, len(prompts)))]
 
     # 10. Tables, results.json and the training curves.
-    return report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
+    return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                   samples=samples, table=table, title=f"Story generation ({method}; {k} stories per prompt)")
 
 

@@ -37,38 +37,20 @@ from dataclasses import dataclass, field
 import torch
 
 from hf_seqgan.discriminators import build_default_discriminator
+from hf_seqgan import recipes
 from hf_seqgan.metrics import load_metric
-from hf_seqgan.recipes import (
-    DataArguments,
-    ModelArguments,
-    build_cycle_trainer,
-    classify,
-    direction_tokens,
-    flatten_table,
-    generate_texts,
-    load_corpus,
-    load_model_and_tokenizer,
-    parse_args,
-    report,
-    save_and_push,
-    setup_logging,
-    train_classifier,
-    trainer_classes,
-)
 from hf_seqgan.synthetic import style_corpora
 
 logger = logging.getLogger("run_style_transfer")
 
-DEFAULTS = dict(
-    output_dir="outputs/run_style_transfer", max_steps=300, per_device_train_batch_size=32, per_device_eval_batch_size=64,
-    learning_rate=3e-3, warmup_steps=20, logging_steps=50, save_strategy="no", report_to="none", seed=42,
-    use_cpu=not torch.cuda.is_available(), shared_model=True, x_token="<style0>", y_token="<style1>", direction_token_position="encoder",
+DEFAULTS = recipes.training_defaults(
+    "run_style_transfer", max_steps=300, shared_model=True, x_token="<style0>", y_token="<style1>", direction_token_position="encoder",
     denoising_weight="1.0", backtranslation_weight="1.0", reconstruction_weight="0.0", adversarial_weight="0.5",
 )
 
 
 @dataclass
-class StyleArguments(DataArguments):
+class StyleArguments(recipes.DataArguments):
     text_column: str = field(default="text", metadata={"help": "Column holding the sentence (json/csv data)."})
     label_column: str = field(default="label", metadata={"help": "Column holding the style (0 or 1) when both styles are in one file."})
     reference_column: str = field(default="transferred", metadata={"help": "Column holding a human transfer of the validation sentence, where the data has one."})
@@ -93,17 +75,13 @@ def references(dataset, args, style: int):
 
 
 def main(argv=None):
-    # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option).
-    config_class, _ = trainer_classes("cycle")
-    model_args, data_args, training_args = parse_args((ModelArguments, StyleArguments, config_class), argv, DEFAULTS)
-
-    # 2. Logging and seed.
-    setup_logging(training_args, logger.name)
+    # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option), 2. logging and seed.
+    model_args, data_args, training_args = recipes.parse_recipe_args(StyleArguments, argv, DEFAULTS, method="cycle", logger_name=logger.name)
 
     # 3. Data: two unpaired corpora (style 0 = X, style 1 = Y), for training and for validation.
     col, names = data_args.text_column, data_args.style_names.split(",")
-    corpus = load_corpus(data_args, training_args, source_column=col, target_column=col, synthetic=style_corpora, synthetic_what="review sentiment",
-                         paired=False, column_flags={col: "--text_column"})
+    corpus = recipes.load_corpus(data_args, training_args, source_column=col, target_column=col, synthetic=style_corpora, synthetic_what="review sentiment",
+                         paired_train=False, paired_validation=False, column_flags={col: "--text_column"})
     x_train, y_train = corpus.unpaired(col, col, label_column=data_args.label_column)
     x_valid, y_valid = corpus.unpaired(col, col, split="validation", label_column=data_args.label_column)
     if not (x_valid and y_valid):
@@ -113,26 +91,22 @@ def main(argv=None):
 
     # 4. Model and tokenizer (the style tags added to a given tokenizer if it lacks them).
     tags = [t for t in (training_args.x_token, training_args.y_token) if t]
-    model, tokenizer, model_description = load_model_and_tokenizer(model_args, x_train + y_train, seed=training_args.seed, special_tokens=tags,
+    model, tokenizer, model_description = recipes.load_model_and_tokenizer(model_args, x_train + y_train, seed=training_args.seed, special_tokens=tags,
                                                                    max_length=max(data_args.max_source_length, data_args.max_target_length))
-    if training_args.shared_model and training_args.direction_token_position == "decoder":
-        model.generation_config.forced_bos_token_id = None  # each direction forces its own tag
 
     # 5. The evaluation classifier: a tiny BERT on the two training corpora.
     classifier = build_default_discriminator(tokenizer, conditional=False, seed=training_args.seed, max_length=data_args.max_source_length + 8)
     classifier.model.config.id2label, classifier.model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
     sample = slice(0, 20000)
-    train_classifier(classifier.to(model.device), x_train[sample] + y_train[sample], [0] * len(x_train[sample]) + [1] * len(y_train[sample]),
+    recipes.train_classifier(classifier.to(model.device), x_train[sample] + y_train[sample], [0] * len(x_train[sample]) + [1] * len(y_train[sample]),
                      steps=data_args.classifier_steps, seed=training_args.seed, disable_tqdm=training_args.disable_tqdm)
-    real_predictions = classify(classifier, x_valid + y_valid).argmax(-1)
+    real_predictions = recipes.classify(classifier, x_valid + y_valid).argmax(-1)
     metrics = {"classifier_accuracy": 100 * (real_predictions == torch.tensor([0] * len(x_valid) + [1] * len(y_valid))).float().mean().item()}
 
     # 6. Cycle training: X = style 0, Y = style 1.
-    trainer = build_cycle_trainer(model, training_args, tokenizer, x_train, y_train,
+    trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, x_train, y_train,
                                   max_x_length=data_args.max_source_length, max_y_length=data_args.max_source_length)
-    train_result = trainer.train()
-    save_and_push(trainer, training_args)
-    metrics.update(train_loss=train_result.training_loss, train_runtime_s=train_result.metrics["train_runtime"])
+    metrics.update(recipes.train_and_save(trainer, training_args))
 
     # 7. Transfer each validation sentence into the other style (G: 0 -> 1; the shared model with
     #    the other tag, or the reconstructor R: 1 -> 0).
@@ -140,8 +114,8 @@ def main(argv=None):
                   batch_size=training_args.per_device_eval_batch_size)
     backward = trainer.auxiliary("reconstructor").unwrapped if trainer.reconstructor is not None else model
     outputs = {
-        1: generate_texts(model, tokenizer, x_valid, **decode, **direction_tokens(training_args, tokenizer, to="y")),
-        0: generate_texts(backward, tokenizer, y_valid, **decode, **direction_tokens(training_args, tokenizer, to="x")),
+        1: recipes.generate_texts(model, tokenizer, x_valid, **decode, **recipes.direction_tokens(training_args, tokenizer, to="y")),
+        0: recipes.generate_texts(backward, tokenizer, y_valid, **decode, **recipes.direction_tokens(training_args, tokenizer, to="x")),
     }
 
     # 8. Accuracy under the classifier, BLEU to the source (and to references), fluency under D.
@@ -150,19 +124,19 @@ def main(argv=None):
     for target, sources in ((1, x_valid), (0, y_valid)):
         refs = references(corpus.validation, data_args, 1 - target)
         for system, texts in (("model", outputs[target]), ("copy source", sources)):
-            row = {"accuracy": 100 * (classify(classifier, texts).argmax(-1) == target).float().mean().item(),
+            row = {"accuracy": 100 * (recipes.classify(classifier, texts).argmax(-1) == target).float().mean().item(),
                    "BLEU-source": sacrebleu.compute(predictions=texts, references=[[s] for s in sources])["score"]}
             if refs is not None:
                 row["BLEU-ref"] = sacrebleu.compute(predictions=texts, references=[[r] for r in refs])["score"]
             if trainer.discriminator is not None and target == 1:
-                row["fluency p_D"] = classify(trainer.discriminator, texts)[:, trainer.discriminator.label_index("real")].exp().mean().item()
+                row["fluency p_D"] = recipes.classify(trainer.discriminator, texts)[:, trainer.discriminator.label_index("real")].exp().mean().item()
             table[f"{system} {names[1 - target]} to {names[target]}"] = row
-    metrics.update(flatten_table(table))
+    metrics.update(recipes.flatten_table(table))
     samples = [{names[0]: s, f"-> {names[1]}": o} for s, o in list(zip(x_valid, outputs[1]))[: data_args.num_printed_samples]]
     samples += [{names[1]: s, f"-> {names[0]}": o} for s, o in list(zip(y_valid, outputs[0]))[: data_args.num_printed_samples]]
 
     # 9. Tables, results.json and the training curves.
-    return report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
+    return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                   samples=samples, table=table, title=f"Style transfer {names[0]} <-> {names[1]}")
 
 

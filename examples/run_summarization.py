@@ -32,43 +32,18 @@ Usage:
 import logging
 from dataclasses import dataclass, field
 
-import torch
-
+from hf_seqgan import recipes
 from hf_seqgan.metrics import load_metric
-from hf_seqgan.recipes import (
-    DataArguments,
-    ModelArguments,
-    build_cycle_trainer,
-    build_trainer,
-    direction_tokens,
-    generate_texts,
-    lead,
-    load_corpus,
-    load_model_and_tokenizer,
-    parse_args,
-    peek_argument,
-    report,
-    save_and_push,
-    setup_logging,
-    tokenize_pairs,
-    trainer_classes,
-)
 from hf_seqgan.synthetic import summarization_pairs
 
 logger = logging.getLogger("run_summarization")
 
-SUPERVISED_TRAINERS = ("mle", "scheduled_sampling", "professor_forcing", "adversarial")
 # The embedded default: a quick CPU run (any of them can be overridden on the command line).
-DEFAULTS = dict(
-    output_dir="outputs/run_summarization", max_steps=400, per_device_train_batch_size=32, per_device_eval_batch_size=64,
-    learning_rate=3e-3, warmup_steps=20, logging_steps=50, save_strategy="no", report_to="none", seed=42,
-    use_cpu=not torch.cuda.is_available(),
-)
+DEFAULTS = recipes.training_defaults("run_summarization")
 
 
 @dataclass
-class SummarizationArguments(DataArguments):
-    trainer: str = field(default="mle", metadata={"help": "How the model learns from pairs.", "choices": list(SUPERVISED_TRAINERS)})
+class SummarizationArguments(recipes.SupervisedDataArguments):
     unsupervised: bool = field(default=False, metadata={"help": "Cycle training (CycleTrainer) from unpaired articles (--train_file) and headlines (--train_target_file, or the second half of --train_file)."})
     text_column: str = field(default="article", metadata={"help": "Column holding the source text (json/csv data)."})
     summary_column: str = field(default="headline", metadata={"help": "Column holding the summary (json/csv data)."})
@@ -83,21 +58,16 @@ class SummarizationArguments(DataArguments):
 
 
 def main(argv=None):
-    # 1. Arguments. --trainer (or --unsupervised) picks the training configuration class first, so
-    #    that every field of that trainer's config is a command-line option.
-    method = "cycle" if peek_argument(argv, "unsupervised", False, flag=True) else peek_argument(argv, "trainer", "mle")
-    config_class, _ = trainer_classes(method)
-    model_args, data_args, training_args = parse_args((ModelArguments, SummarizationArguments, config_class), argv, DEFAULTS)
-
-    # 2. Logging and seed.
-    setup_logging(training_args, logger.name)
-    logger.info("Training with %s (%s)", method, config_class.__name__)
+    # 1. Arguments (--trainer, or --unsupervised, picks the trainer's configuration class first, so
+    #    that all its fields are options), 2. logging and seed.
+    method = "cycle" if recipes.peek_argument(argv, "unsupervised", False, flag=True) else recipes.peek_argument(argv, "trainer", "mle")
+    model_args, data_args, training_args = recipes.parse_recipe_args(SummarizationArguments, argv, DEFAULTS, method=method, logger_name=logger.name)
 
     # 3. Data: --dataset_name, files, or the synthetic corpus.
     src, tgt = data_args.text_column, data_args.summary_column
-    corpus = load_corpus(
+    corpus = recipes.load_corpus(
         data_args, training_args, source_column=src, target_column=tgt, synthetic=summarization_pairs,
-        synthetic_what="article -> headline", paired=not data_args.unsupervised,
+        synthetic_what="article -> headline", paired_train=not data_args.unsupervised,
         column_flags={src: "--text_column", tgt: "--summary_column"},
     )
     if data_args.unsupervised:
@@ -107,7 +77,7 @@ def main(argv=None):
         texts = list(corpus.train[src]) + list(corpus.train[tgt])
 
     # 4. Model and tokenizer: a given one, or a tiny one built from a config.
-    model, tokenizer, model_description = load_model_and_tokenizer(
+    model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, texts, seed=training_args.seed, max_length=max(data_args.max_source_length, data_args.max_target_length))
     logger.info("Model: %s", model_description)
 
@@ -115,32 +85,28 @@ def main(argv=None):
     validation = corpus.validation
     eval_dataset = None
     if validation is not None:
-        eval_dataset = tokenize_pairs(validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
+        eval_dataset = recipes.tokenize_pairs(validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
     if data_args.unsupervised:
-        trainer = build_cycle_trainer(model, training_args, tokenizer, articles, headlines,
-                                      max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
+        trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, articles, headlines,
+                                              max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
     else:
-        train_dataset = tokenize_pairs(corpus.train, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
-        trainer = build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
+        train_dataset = recipes.tokenize_pairs(corpus.train, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
+        trainer = recipes.build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
 
-    # 7. Train and save (model, tokenizer, auxiliary models, trainer state; push with --push_to_hub).
-    train_result = trainer.train()
-    save_and_push(trainer, training_args)
-    metrics = {"train_loss": train_result.training_loss, "train_runtime_s": train_result.metrics["train_runtime"]}
+    # 7. Train, evaluate the loss, save (model, tokenizer, auxiliary models, trainer state; push with --push_to_hub).
+    metrics = recipes.train_and_save(trainer, training_args, None if data_args.unsupervised else eval_dataset)
 
-    # 8. Evaluate: teacher-forced loss, then greedy summaries scored by ROUGE next to Lead-N.
+    # 8. Evaluate: greedy summaries scored by ROUGE next to Lead-N (the loss was evaluated above).
     samples, table = [], {}
     if validation is not None:
-        if not data_args.unsupervised:
-            metrics["eval_loss"] = trainer.evaluate(eval_dataset)["eval_loss"]
         sources, references = list(validation[src]), list(validation[tgt])
-        predictions = generate_texts(
+        predictions = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length,
             max_new_tokens=data_args.max_target_length, batch_size=training_args.per_device_eval_batch_size,
-            **(direction_tokens(training_args, tokenizer) if data_args.unsupervised else {}),
+            **(recipes.direction_tokens(training_args, tokenizer) if data_args.unsupervised else {}),
         )
         rouge = load_metric("rouge")
-        systems = {"model": predictions, f"lead{data_args.lead_words}": lead(sources, data_args.lead_words)}
+        systems = {"model": predictions, f"lead{data_args.lead_words}": recipes.lead(sources, data_args.lead_words)}
         for name, outputs in systems.items():
             scores = rouge.compute(predictions=outputs, references=references, use_stemmer=True)
             table[f"{name} (ROUGE F1)"] = {k: 100 * scores[k] for k in ("rouge1", "rouge2", "rougeL")}
@@ -149,7 +115,7 @@ def main(argv=None):
                    for s, p, r in list(zip(sources, predictions, references))[: data_args.num_printed_samples]]
 
     # 9. What was done, as tables; results.json and the training curves in output_dir.
-    return report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
+    return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                   samples=samples, table=table, title=f"Summarization ({'unsupervised, cycle' if data_args.unsupervised else method})")
 
 

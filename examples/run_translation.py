@@ -27,39 +27,22 @@ Usage:
 import logging
 from dataclasses import dataclass, field
 
-import torch
 
+from hf_seqgan import recipes
 from hf_seqgan.metrics import load_metric
-from hf_seqgan.recipes import (
-    DataArguments,
-    ModelArguments,
-    build_cycle_trainer,
-    direction_tokens,
-    generate_texts,
-    load_corpus,
-    load_model_and_tokenizer,
-    parse_args,
-    report,
-    save_and_push,
-    setup_logging,
-    trainer_classes,
-)
 from hf_seqgan.synthetic import translation_pairs
 
 logger = logging.getLogger("run_translation")
 
 # The embedded default: one shared tiny mBART, denoising + back-translation, a quick CPU run.
-DEFAULTS = dict(
-    output_dir="outputs/run_translation", max_steps=300, per_device_train_batch_size=32, per_device_eval_batch_size=64,
-    learning_rate=3e-3, warmup_steps=20, logging_steps=50, save_strategy="no", report_to="none", seed=42,
-    use_cpu=not torch.cuda.is_available(), shared_model=True, x_token="en_XX", y_token="de_DE", direction_token_position="decoder",
-    denoising_weight="1.0", backtranslation_weight="1.0", reconstruction_weight="0.0", adversarial_weight="0.0",
-    tiny_family="mbart",
+DEFAULTS = recipes.training_defaults(
+    "run_translation", max_steps=300, shared_model=True, x_token="en_XX", y_token="de_DE", direction_token_position="decoder",
+    denoising_weight="1.0", backtranslation_weight="1.0", reconstruction_weight="0.0", adversarial_weight="0.0", tiny_family="mbart",
 )
 
 
 @dataclass
-class TranslationArguments(DataArguments):
+class TranslationArguments(recipes.DataArguments):
     source_lang: str = field(default="en", metadata={"help": "Source language: the column of json/csv data (and the name in outputs)."})
     target_lang: str = field(default="de", metadata={"help": "Target language: the column of json/csv data."})
     max_source_length: int = field(default=48, metadata={"help": "Tokens kept of a source sentence."})
@@ -68,47 +51,39 @@ class TranslationArguments(DataArguments):
 
 
 def main(argv=None):
-    # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option).
-    config_class, _ = trainer_classes("cycle")
-    model_args, data_args, training_args = parse_args((ModelArguments, TranslationArguments, config_class), argv, DEFAULTS)
-
-    # 2. Logging and seed.
-    setup_logging(training_args, logger.name)
+    # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option), 2. logging and seed.
+    model_args, data_args, training_args = recipes.parse_recipe_args(TranslationArguments, argv, DEFAULTS, method="cycle", logger_name=logger.name)
 
     # 3. Data: two monolingual corpora (no pair seen) and a paired validation set.
     src, tgt = data_args.source_lang, data_args.target_lang
-    corpus = load_corpus(
+    corpus = recipes.load_corpus(
         data_args, training_args, source_column=src, target_column=tgt, synthetic=translation_pairs,
-        synthetic_what=f"{src} -> {tgt} captions", paired=False, column_flags={src: "--source_lang", tgt: "--target_lang"},
+        synthetic_what=f"{src} -> {tgt} captions", paired_train=False, column_flags={src: "--source_lang", tgt: "--target_lang"},
     )
     source_texts, target_texts = corpus.unpaired(src, tgt)
     logger.info("Monolingual training data: %d %s and %d %s sentences", len(source_texts), src, len(target_texts), tgt)
 
     # 4. Model and tokenizer (the direction tokens added to a given tokenizer if it lacks them).
     tags = [t for t in (training_args.x_token, training_args.y_token) if t]
-    model, tokenizer, model_description = load_model_and_tokenizer(
+    model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, source_texts + target_texts, seed=training_args.seed, special_tokens=tags,
         max_length=max(data_args.max_source_length, data_args.max_target_length))
-    if training_args.shared_model:
-        model.generation_config.forced_bos_token_id = None  # each direction forces its own language token
 
     # 5. The trainer: X = source language, Y = target language.
-    trainer = build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
+    trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
                                   max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
 
     # 6. Train and save (model, tokenizer, reconstructor/discriminator if any, trainer state).
-    train_result = trainer.train()
-    save_and_push(trainer, training_args)
-    metrics = {"train_loss": train_result.training_loss, "train_runtime_s": train_result.metrics["train_runtime"]}
+    metrics = recipes.train_and_save(trainer, training_args)
 
     # 7. Evaluate: greedy translations of the validation sources, sacreBLEU next to copying the source.
     samples, table = [], {}
     if corpus.validation is not None:
         sources = list(corpus.validation[src])
         references = list(corpus.validation[tgt])
-        translations = generate_texts(
+        translations = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
-            batch_size=training_args.per_device_eval_batch_size, **direction_tokens(training_args, tokenizer, to="y"),
+            batch_size=training_args.per_device_eval_batch_size, **recipes.direction_tokens(training_args, tokenizer, to="y"),
         )
         sacrebleu = load_metric("sacrebleu")
         for name, outputs in (("model", translations), ("copy source", sources)):
@@ -117,7 +92,7 @@ def main(argv=None):
         samples = [{src: s, "model": t, "reference": r} for s, t, r in list(zip(sources, translations, references))[: data_args.num_printed_samples]]
 
     # 8. Tables, results.json and the training curves.
-    return report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
+    return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                   samples=samples, table=table, title=f"Unsupervised translation {src} -> {tgt}")
 
 

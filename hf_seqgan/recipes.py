@@ -34,9 +34,10 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ModelArguments", "DataArguments", "Corpus", "TRAINERS", "parse_args", "peek_argument", "setup_logging",
+    "ModelArguments", "DataArguments", "SupervisedDataArguments", "Corpus", "TRAINERS", "SUPERVISED_TRAINERS",
+    "training_defaults", "parse_args", "parse_recipe_args", "peek_argument", "setup_logging",
     "trainer_classes", "build_trainer", "read_table", "load_corpus", "load_model_and_tokenizer", "tokenize_pairs",
-    "generate_texts", "direction_tokens", "build_cycle_trainer", "train_classifier", "classify", "lead", "save_and_push", "flatten_table", "report", "SYNTHETIC_NOTE",
+    "generate_texts", "direction_tokens", "build_cycle_trainer", "train_classifier", "classify", "lead", "train_and_save", "flatten_table", "report", "SYNTHETIC_NOTE",
 ]
 
 SYNTHETIC_NOTE = ("NOTE: the data is SYNTHETIC (generated offline by hf_seqgan.synthetic): a toy with real structure, not a "
@@ -51,6 +52,7 @@ TRAINERS = {
     "adversarial": ("hf_seqgan.trainers.adversarial", "AdversarialConfig", "AdversarialTrainer"),
     "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer"),
 }
+SUPERVISED_TRAINERS = ("mle", "scheduled_sampling", "professor_forcing", "adversarial")
 TEXT_SUFFIXES_TABLE = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv"}
 
 
@@ -98,6 +100,23 @@ class DataArguments:
             raise ValueError("Give --dataset_name or --train_file, not both.")
         if not 0 <= self.validation_split_percentage < 100:
             raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
+
+
+@dataclass
+class SupervisedDataArguments(DataArguments):
+    """`DataArguments` of a recipe that learns from pairs, with the choice of trainer."""
+
+    trainer: str = field(default="mle", metadata={"help": "How the model learns from pairs (each trainer's config fields become options).",
+                                                  "choices": list(SUPERVISED_TRAINERS)})
+
+
+def training_defaults(name: str, **overrides) -> dict:
+    """The training arguments of a recipe's embedded default (a quick CPU run), under ``overrides``."""
+    defaults = dict(
+        output_dir=f"outputs/{name}", max_steps=400, per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=3e-3,
+        warmup_steps=20, logging_steps=50, save_strategy="no", report_to="none", seed=42, use_cpu=not torch.cuda.is_available(),
+    )
+    return {**defaults, **overrides}
 
 
 def _argv(argv) -> list[str]:
@@ -153,6 +172,16 @@ def setup_logging(training_args, name: str) -> None:
     set_seed(training_args.seed)
 
 
+def parse_recipe_args(data_class: type, argv, defaults: dict, *, method: str, logger_name: str) -> tuple:
+    """Steps 1 and 2 of every recipe: ``(model_args, data_args, training_args)`` parsed with the
+    configuration class of the trainer ``method`` (so its fields are options), then logging and seed."""
+    config_class, _ = trainer_classes(method)
+    model_args, data_args, training_args = parse_args((ModelArguments, data_class, config_class), argv, defaults)
+    setup_logging(training_args, logger_name)
+    logging.getLogger(logger_name).info("Training with %s (%s)", method, config_class.__name__)
+    return model_args, data_args, training_args
+
+
 # ---------------------------------------------------------------------- trainers
 def trainer_classes(name: str) -> tuple[type, type]:
     """``(config class, trainer class)`` of the trainer called ``name`` in :data:`TRAINERS`."""
@@ -178,8 +207,9 @@ def build_trainer(name: str, model, args, tokenizer, train_dataset, eval_dataset
         from .trainers._utils import token_loss_func
 
         kwargs.setdefault("compute_loss_func", token_loss_func(args.label_smoothing_factor))
-    # the Trainer hands labels to compute_loss_func, not to the model: decoder inputs come from the collator
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model if name == "mle" else None, label_pad_token_id=-100)
+    # with a compute_loss_func the Trainer hands the labels to it, not to the model: the gold decoder
+    # inputs come from the collator (the trainers take them from the batch when present)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
     return trainer_cls(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                        processing_class=tokenizer, data_collator=kwargs.pop("data_collator", collator), **kwargs)
 
@@ -244,12 +274,13 @@ def _attach(data, target, column: str, where: str):
 
 
 def load_corpus(data_args, training_args, *, source_column: str, target_column: str, synthetic: Callable[..., list[dict]],
-                synthetic_what: str, paired: bool = True, column_flags: Optional[dict] = None) -> Corpus:
+                synthetic_what: str, paired_train: bool = True, paired_validation: bool = True, column_flags: Optional[dict] = None) -> Corpus:
     """Step 3 of every recipe: the data as a :class:`Corpus`.
 
-    ``paired`` recipes need ``source_column`` and ``target_column`` in the same rows (a target file
-    must then be line-aligned and is joined in); unpaired ones take the two sides as they come
-    (see :meth:`Corpus.unpaired`). ``synthetic(n, seed=...)`` gives the default rows.
+    A paired split (``paired_train``, ``paired_validation``) needs ``source_column`` and
+    ``target_column`` in the same rows (a target file must then be line-aligned and is joined in);
+    an unpaired one takes the two sides as they come (see :meth:`Corpus.unpaired`).
+    ``synthetic(n, seed=...)`` gives the default rows.
     """
     from datasets import Dataset, load_dataset
 
@@ -272,11 +303,19 @@ def load_corpus(data_args, training_args, *, source_column: str, target_column: 
         train = Dataset.from_list(synthetic(data_args.synthetic_train_size, seed=seed))
         validation = Dataset.from_list(synthetic(data_args.synthetic_eval_size, seed=seed + 1))
         description = f"synthetic {synthetic_what} (hf_seqgan.synthetic, seed {seed})"
-    if paired and train_target is not None:
+    if paired_train and train_target is not None:
         train, train_target = _attach(train, train_target, target_column, "training"), None
-    if paired and validation_target is not None:
+    if paired_validation and validation_target is not None:
         validation, validation_target = _attach(validation, validation_target, target_column, "validation"), None
+    for split, data, other in (("train", train, train_target), ("validation", validation, validation_target)):
+        if data is not None:
+            _check_columns(data, [source_column] + ([target_column] if other is None else []), split, flags)
+        if other is not None:
+            _check_columns(other, [target_column], f"{split} target", flags)
     if validation is None and data_args.validation_split_percentage and train_target is None:
+        if len(train) * data_args.validation_split_percentage < 100:
+            raise ValueError(f"{len(train)} training rows are too few to hold out {data_args.validation_split_percentage}% for validation: "
+                             "give --validation_file or more data.")
         split = train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
         train, validation = split["train"], split["test"]
         description += f" ({data_args.validation_split_percentage}% held out for validation)"
@@ -286,12 +325,6 @@ def load_corpus(data_args, training_args, *, source_column: str, target_column: 
 
     corpus = Corpus(cap(train, data_args.max_train_samples), cap(validation, data_args.max_eval_samples), description, synthetic_data,
                     cap(train_target, data_args.max_train_samples), cap(validation_target, data_args.max_eval_samples))
-    for split in ("train", "validation"):
-        data, other = getattr(corpus, split), getattr(corpus, f"{split}_target")
-        if data is not None:
-            _check_columns(data, [source_column] + ([target_column] if other is None else []), split, flags)
-        if other is not None:
-            _check_columns(other, [target_column], f"{split} target", flags)
     return corpus
 
 
@@ -371,10 +404,10 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
 
 
 def direction_tokens(args, tokenizer, to: str = "y") -> dict:
-    """The :func:`generate_texts` keywords that make a shared model of a
+    """The :func:`generate_texts` keywords that make a model of a
     :class:`~hf_seqgan.trainers.cycle.CycleTrainer` (``args``: its `CycleConfig`) translate into
-    domain ``to`` ("x" or "y"): nothing for two models."""
-    if not getattr(args, "shared_model", False):
+    domain ``to`` ("x" or "y"): its direction tokens, nothing when the config has none."""
+    if not args.x_token:
         return {}
     source, target = (args.x_token, args.y_token) if to == "y" else (args.y_token, args.x_token)
     ids = tokenizer.convert_tokens_to_ids
@@ -389,6 +422,8 @@ def build_cycle_trainer(model, args, tokenizer, x_texts: Sequence[str], y_texts:
     from datasets import Dataset
 
     _, trainer_cls = trainer_classes("cycle")
+    if args.x_token:  # each direction forces its own domain token (mBART's generation config forces one language)
+        model.generation_config.forced_bos_token_id = None
 
     def tokenized(texts, max_length):
         data = Dataset.from_dict({"text": list(texts)})
@@ -438,13 +473,22 @@ def lead(sources: Sequence[str], words: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------- end of a run
-def save_and_push(trainer, training_args) -> None:
-    """Save the model (and the tokenizer, auxiliary models), the trainer state (the curves' source),
-    and push to the hub when ``--push_to_hub`` was given."""
+def train_and_save(trainer, training_args, eval_dataset=None) -> dict[str, float]:
+    """Train; evaluate the teacher-forced loss on ``eval_dataset`` if given; save the model (and the
+    tokenizer, auxiliary models) and the trainer state (the curves' source); push to the hub with
+    ``--push_to_hub``. Returns ``train_loss``, ``train_runtime_s`` (and ``eval_loss``).
+
+    The loss is evaluated before saving: the model card that saving writes builds a second
+    `TrainingArguments`, and in transformers 5 that resets the accelerate state `evaluate()` needs."""
+    result = trainer.train()
+    metrics = {"train_loss": result.training_loss, "train_runtime_s": result.metrics["train_runtime"]}
+    if eval_dataset is not None:
+        metrics["eval_loss"] = trainer.evaluate(eval_dataset)["eval_loss"]
     trainer.save_model()
     trainer.save_state()
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    return metrics
 
 
 def _format_table(rows: dict[str, dict[str, float]]) -> list[str]:
