@@ -25,6 +25,9 @@ Examples:
 >>> from hf_seqgan.hub import describe_schedule
 >>> describe_schedule("linear:1,0,1000")
 'linear from 1 to 0 over 1000 steps, then 0'
+>>> describe_schedule("inverse_sigmoid:k=1000")
+'k / (k + exp(step / k)) with k=1000: 0.999 at step 0, 0.5 at step 6908, then towards 0'
+
 ```
 """
 
@@ -397,7 +400,8 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
                tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
     """The `ModelCard` of the generator (``name=None``) or of the auxiliary model ``name``: the
     discriminator template for classifiers, the generator template for seq2seq models (e.g. the
-    cycle trainer's reconstructor). ``dataset_args`` is accepted for transformers' signature."""
+    cycle trainer's reconstructor). Arguments as in transformers' ``Trainer.create_model_card``
+    (``dataset_args``: the dataset config of the ``model-index`` results)."""
     from huggingface_hub import ModelCardData
 
     method = method_of(trainer)
@@ -420,7 +424,8 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
         return _classifier_card(trainer, name, model, data, run, repo, train_metrics, data_tags)
     peft_tag = (facts["peft_method"] or "").lower()
     data = ModelCardData(tags=_tags("hf_seqgan", method.tag, task, facts["model_type"], peft_tag, *user_tags), **card_data)
-    return _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines)
+    config_name = ([dataset_args] if isinstance(dataset_args, str) else list(dataset_args or [None]))[0]
+    return _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines, config_name)
 
 
 def _classifier_card(trainer, name, model, data, run, repo, train_metrics, data_tags):
@@ -439,14 +444,14 @@ def _classifier_card(trainer, name, model, data, run, repo, train_metrics, data_
     )
 
 
-def _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines):
+def _seq2seq_card(trainer, name, data, run, repo, eval_metrics, eval_step, train_metrics, data_tags, dataset_lines, config_name=None):
     from huggingface_hub import EvalResult, ModelCard
 
     dataset_tag = (data_tags or ["custom"])[0]
     if eval_metrics:  # model-index
         data.model_name, data.metrics = repo, sorted(eval_metrics)
         data.eval_results = [EvalResult(task_type=run["task"], dataset_type=dataset_tag, dataset_name=dataset_tag, metric_type=k,
-                                        metric_value=round(float(v), 6)) for k, v in eval_metrics.items()]
+                                        metric_value=round(float(v), 6), dataset_config=config_name) for k, v in eval_metrics.items()]
     companions = [{"name": other, "kind": type(trainer.auxiliary(other).unwrapped).__name__, "where": _where(trainer, other)}
                   for other in (getattr(trainer, "_auxiliaries", {}) if name is None else ())]
     method_knobs, training_knobs = _config_diff(trainer.args)

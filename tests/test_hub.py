@@ -133,7 +133,7 @@ def test_scheduled_sampling_card(make_model, tokenizer, data, tmp_path):
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     shared = [(cls, dict(cls._shared_state)) for cls in (PartialState, AcceleratorState, GradientState)]
-    paths = trainer.create_model_card(language="en", license="mit", tags=["test"])
+    paths = trainer.create_model_card(language="en", license="mit", tags=["test"], dataset_args="toy")
     # a card written by a checkpoint save mid-training must leave the running accelerator alone
     assert all(cls._shared_state == state for cls, state in shared)
     assert paths == [str(tmp_path / "run" / "README.md")]
@@ -144,7 +144,7 @@ def test_scheduled_sampling_card(make_model, tokenizer, data, tmp_path):
     assert {"hf_seqgan", "scheduled-sampling", "bart", "test"} <= set(meta["tags"])
     assert meta["datasets"] == ["synthetic-headlines"]
     result = meta["model-index"][0]["results"][0]
-    assert result["dataset"]["type"] == "synthetic-headlines"
+    assert result["dataset"]["type"] == "synthetic-headlines" and result["dataset"]["config"] == "toy"
     assert {m["type"]: m["value"] for m in result["metrics"]}["loss"] == pytest.approx(metrics["eval_loss"], abs=1e-5)
     assert card.data.eval_results[0].metric_type == "loss"
     text = card.text
