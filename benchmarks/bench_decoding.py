@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_decoding.py                 # the full benchmark (benchmarks/RESULTS.md), one torch thread
     python benchmarks/bench_decoding.py --repeats 41    # a noisy shared machine: more repeats
     python benchmarks/bench_decoding.py --quick         # a few seconds: the CI smoke run
+    python benchmarks/bench_decoding.py --quick --json rows.json   # also the ratios as JSON rows (benchmarks/run_all.py)
 
 Three tables:
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -52,7 +54,7 @@ from typing import Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench_rollout's helpers, run from anywhere
 
-from bench_rollout import fixed_length_batch, fmt, machine_line, real_tokens, stats, timed  # noqa: E402
+from bench_rollout import fixed_length_batch, fmt, json_row, machine_line, real_tokens, stats, timed  # noqa: E402
 
 import torch  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, LogitsProcessorList  # noqa: E402
@@ -176,7 +178,10 @@ def guidance_counts(case: Case, run, steps: int) -> str:
     )
 
 
-def bench(s: Settings) -> list[str]:
+GOAL = "<= 1.03"  # the decoding issue's goal: the temperature and Gumbel processors add at most 3 %
+
+
+def bench(s: Settings, records: list | None = None) -> list[str]:
     pairs = summarization_pairs(max(64, s.batch * 4), seed=0)
     tok = train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=500)
     other_tok = train_tokenizer([p["headline"] for p in pairs], vocab_size=300)
@@ -235,6 +240,10 @@ def bench(s: Settings) -> list[str]:
                 f"| {name} | {case.label} | {stats(times['base'])[1]:.3f} | {stats(times['proc'])[1]:.3f} | {fmt(stats(overhead), '+.1f')} |"
             )
             print(overhead_rows[-1], file=sys.stderr, flush=True)  # progress
+            if records is not None:
+                baseline = "beam search" if "beam" in case.label else "sampling" if "vs sampling" in case.label else "generate without the processor"
+                goal = GOAL if case.label.startswith(("temperature", "Gumbel")) else None
+                records.append(json_row("decoding", f"{name}: {case.label}", baseline, [p / b for p, b in zip(times["proc"], times["base"])], goal))
     return overhead_rows + [""] + call_rows + [""] + guide_rows
 
 
@@ -245,6 +254,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None)
+    parser.add_argument("--json", default=None, help="also write every time ratio (with / without) as JSON rows to this file (see benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     s = Settings.quick() if args.quick else Settings()
     if args.repeats:
@@ -255,7 +265,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     print(machine_line(s))
     print()
-    print("\n".join(bench(s)))
+    records: list = []
+    print("\n".join(bench(s, records)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":

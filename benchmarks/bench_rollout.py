@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_rollout.py --repeats 31 --threads 1        # a shared machine: RESULTS.md
     python benchmarks/bench_rollout.py --repeats 21 --threads 1 --clock cpu   # process CPU time
     python benchmarks/bench_rollout.py --quick                         # a few seconds: the CI smoke run
+    python benchmarks/bench_rollout.py --quick --json rows.json        # also the ratios as JSON rows (benchmarks/run_all.py)
 
 Two measurements, each printed as a Markdown table with min / median / max over the repeats:
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import json
 import os
 import platform
 import statistics
@@ -163,8 +165,13 @@ def machine_line(s: Settings) -> str:
 
 
 # ---------------------------------------------------------------------------------- benchmarks
-def bench_sampling(models, tok, pairs, s: Settings) -> list[str]:
-    """Engine ``sample`` vs ``generate``: generated tokens/s, side by side per repeat."""
+def json_row(benchmark: str, figure: str, baseline: str, ratios, goal=None) -> dict:
+    """One figure in the form ``benchmarks/run_all.py`` gathers: every per-repeat ratio against its baseline."""
+    return {"benchmark": benchmark, "figure": figure, "baseline": baseline, "ratios": [float(r) for r in ratios], "goal": goal}
+
+
+def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None) -> list[str]:
+    """Engine ``sample`` vs ``generate``: generated tokens/s, side by side per repeat (JSON rows appended to ``records``)."""
     L = s.target_length
     articles = [p["article"] for p in pairs]
     cases = []
@@ -206,11 +213,13 @@ def bench_sampling(models, tok, pairs, s: Settings) -> list[str]:
         eng, gen = rates[family, batch]["engine"], rates[family, batch]["generate"]
         ratios = [e / g for e, g in zip(eng, gen)]
         rows.append(f"| {family} | {batch} | {batch * L} | {fmt(stats(eng))} | {fmt(stats(gen))} | {fmt(stats(ratios), '.2f')} |")
+        if records is not None:
+            records.append(json_row("rollout", f"sampling tokens/s, {family} batch {batch}", "generate(do_sample=True)", ratios, ">= 1.0"))
     return rows
 
 
-def bench_differentiable(models, tok, pairs, s: Settings) -> list[str]:
-    """Differentiable decode + backward vs one teacher-forced forward + backward."""
+def bench_differentiable(models, tok, pairs, s: Settings, records: list | None = None) -> list[str]:
+    """Differentiable decode + backward vs one teacher-forced forward + backward (JSON rows appended to ``records``)."""
     L, B = s.target_length, s.diff_batch
     inputs = fixed_length_batch(tok, [p["article"] for p in pairs], B, s.source_length)
     labels = fixed_length_batch(tok, [p["headline"] for p in pairs], B, L)["input_ids"]  # (B, L), no padding
@@ -255,6 +264,11 @@ def bench_differentiable(models, tok, pairs, s: Settings) -> list[str]:
             f"{fmt(stats(ratios), '.2f')} | {mib['differentiable']:.2f} | {mib['teacher-forced']:.2f} | "
             f"{memory['differentiable'] / memory['teacher-forced']:.1f} |"
         )
+        if records is not None:
+            baseline = "teacher-forced forward + backward"
+            records.append(json_row("rollout", f"differentiable decode + backward time, {family}", baseline, ratios))
+            records.append(json_row("rollout", f"differentiable decode saved activations, {family}", baseline,
+                                    [memory["differentiable"] / memory["teacher-forced"]]))
     return rows
 
 
@@ -271,6 +285,7 @@ def main(argv=None) -> None:
         help="wall: elapsed time; cpu: this process's CPU time, which other processes on a shared machine disturb "
         "far less (meaningful with --threads 1: with more threads it also counts their spin-waits)",
     )
+    parser.add_argument("--json", default=None, help="also write every ratio as JSON rows to this file (see benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     settings.clock = args.clock
@@ -295,10 +310,14 @@ def main(argv=None) -> None:
         f"Models: tiny {', '.join(f'{f} ({n / 1e6:.2f}M params)' for f, n in n_params.items())}; d_model {settings.d_model}, "
         f"2+2 layers, FFN {settings.ffn}, vocabulary {len(tok)}; randomly initialised"
     )
+    records: list = []
     print()
-    print("\n".join(bench_sampling(models, tok, pairs, settings)))
+    print("\n".join(bench_sampling(models, tok, pairs, settings, records)))
     print()
-    print("\n".join(bench_differentiable(models, tok, pairs, settings)))
+    print("\n".join(bench_differentiable(models, tok, pairs, settings, records)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":

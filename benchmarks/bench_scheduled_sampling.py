@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_scheduled_sampling.py --part speed     # only the step times
     python benchmarks/bench_scheduled_sampling.py --part quality --seeds 0 1 2 3 4
     python benchmarks/bench_scheduled_sampling.py --quick          # seconds: the CI smoke run
+    python benchmarks/bench_scheduled_sampling.py --part speed --json rows.json   # step-time ratios as JSON rows (run_all.py)
 
 1. **Step time.** One optimizer step (``trainer.training_step`` = forward + backward, then
    ``optimizer.step()``) of each variant against `Seq2SeqTrainer` on copies of the same tiny model
@@ -15,9 +16,11 @@ Usage::
    run once, in an order rotated from repeat to repeat, with the garbage collector paused, after
    one untimed warm-up step each; the ratio is taken against `Seq2SeqTrainer` *in the same
    repeat*, and min / median / max are over the repeats.
-2. **Quality (oracle task, as in SeqGAN, Yu et al. 2017).** A randomly initialised teacher BART
-   with large weights (``init_std``) is the oracle: sources are random token strings, targets are
-   the teacher's samples. Students (a fresh tiny BART per seed) are trained with plain MLE
+2. **Quality (oracle task, as in SeqGAN, Yu et al. 2017).** :class:`hf_seqgan.oracle.OracleTask`:
+   a randomly initialised teacher BART with large weights (``init_std``) is the oracle: sources are
+   random token strings, targets are the teacher's samples (content tokens only, fixed length).
+   ``benchmarks/bench_oracle.py`` runs the same task for every method of the library over a
+   temperature sweep. Students (a fresh tiny BART per seed) are trained with plain MLE
    (`Seq2SeqTrainer`) and with scheduled sampling for the same number of steps on the same data
    and order. Reported per method, mean ± standard deviation over seeds: the oracle NLL (nats per
    token, under the teacher) of the student's samples at temperature 1 and 0.5 (what exposure
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import json
 import os
 import platform
 import statistics
@@ -46,11 +50,10 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout that is not pip
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from hf_seqgan.rollout import RolloutEngine  # noqa: E402
+from hf_seqgan.oracle import OracleTask  # noqa: E402
 from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
 from hf_seqgan.trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer  # noqa: E402
@@ -142,7 +145,7 @@ def _optimizer_step(trainer, batch, count) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
 
 
-def bench_speed(settings: Settings, tok, output_dir: str) -> None:
+def bench_speed(settings: Settings, tok, output_dir: str, records: list | None = None) -> None:
     print(f"\n### Step time, batch {settings.batch}, source {settings.source_length}, target {settings.target_length} "
           f"({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
     print("| model | variant | median ms/step | ratio median | ratio min | ratio max |")
@@ -179,62 +182,44 @@ def bench_speed(settings: Settings, tok, output_dir: str) -> None:
             ratios = [t / b for t, b in zip(times[name], ref)]
             print(f"| {family} | {name} | {1000 * statistics.median(times[name]):.1f} | {statistics.median(ratios):.2f} "
                   f"| {min(ratios):.2f} | {max(ratios):.2f} |")
+            if records is not None and name != "Seq2SeqTrainer":
+                goal = "<= 1.4" if name.startswith("parallel") and "backprop" not in name else None  # the scheduled-sampling issue's goal for the parallel mode
+                records.append({"benchmark": "scheduled_sampling", "figure": f"optimizer step, {family}: {name}",
+                                "baseline": "Seq2SeqTrainer step", "ratios": ratios, "goal": goal})
 
 
 # ------------------------------------------------------------------ 2. quality on an oracle task
-def _oracle_data(settings: Settings, tok):
-    teacher = build_tiny_model("bart", tok, seed=1234, d_model=settings.d_model, ffn=settings.ffn, init_std=settings.teacher_init_std)
-    engine = RolloutEngine(teacher, use_generation_config=False)
-    g = torch.Generator().manual_seed(1234)
-    sources = _random_ids(settings.train_size + settings.eval_size, settings.q_source, tok, g)
-    targets = torch.cat([
-        engine.sample(input_ids=chunk, max_new_tokens=settings.q_target, min_new_tokens=settings.q_target, generator=g).sequences
-        for chunk in sources.split(256)
-    ])  # (N, q_target): the teacher's samples, EOS blocked, so every row has the full length
-    n = settings.train_size
-    train = Dataset.from_dict({"input_ids": sources[:n].tolist(), "labels": targets[:n].tolist()})
-    return engine, train, sources[n:], targets[n:]
+def _oracle(settings: Settings):
+    """The oracle (the old in-script teacher's sizes), its training pairs and held-out pairs."""
+    task = OracleTask.build(seed=1234, vocab_size=settings.vocab_size, source_length=settings.q_source, target_length=settings.q_target,
+                            d_model=settings.d_model, layers=2, ffn=settings.ffn, init_std=settings.teacher_init_std)
+    return task, task.sample_dataset(settings.train_size, seed=1234), task.sample_dataset(settings.eval_size, seed=1235)
 
 
-def _nll(engine, sources, sequences) -> float:
-    """Mean NLL per token (nats) of ``sequences`` under ``engine``'s model."""
-    with torch.no_grad():
-        scored = engine.score(input_ids=sources, sequences=sequences, sequence_mask=torch.ones_like(sequences))
-    return -scored.logprobs.mean().item()
+def _evaluate(student, task, test, seed: int) -> dict:
+    rows = task.evaluate(student, test, temperatures=(1.0, 0.5), seed=seed)
+    return {"oracle NLL, samples": rows[0]["nll_oracle"], "oracle NLL, samples τ=0.5": rows[1]["nll_oracle"], "test NLL": rows[0]["nll_test"]}
 
 
-def _evaluate(student, teacher_engine, sources, targets, settings: Settings, seed: int) -> dict:
-    student.eval()
-    engine = RolloutEngine(student, use_generation_config=False)
-    length = dict(max_new_tokens=settings.q_target, min_new_tokens=settings.q_target)
-    generator = torch.Generator().manual_seed(seed)
-    samples = engine.sample(input_ids=sources, generator=generator, **length).sequences
-    cooler = engine.sample(input_ids=sources, generator=generator, temperature=0.5, **length).sequences
-    return {
-        "oracle NLL, samples": _nll(teacher_engine, sources, samples),
-        "oracle NLL, samples τ=0.5": _nll(teacher_engine, sources, cooler),
-        "test NLL": _nll(engine, sources, targets),
-    }
-
-
-def bench_quality(settings: Settings, tok, output_dir: str, only: list[str] | None = None) -> None:
-    teacher_engine, train, eval_sources, eval_targets = _oracle_data(settings, tok)
+def bench_quality(settings: Settings, output_dir: str, only: list[str] | None = None) -> None:
+    task, train, test = _oracle(settings)
     methods = {name: fields for name, fields in quality_methods(settings.steps).items()
                if fields is None or not only or any(name.lower().startswith(o.lower()) for o in only)}
     results = {name: [] for name in methods}
     seconds = {name: [] for name in methods}
     for seed in settings.seeds:
         for name, fields in methods.items():
-            student = build_tiny_model("bart", tok, seed=seed, d_model=settings.d_model, ffn=settings.ffn)
-            trainer = _trainer(student, fields, tok, output_dir, train_dataset=train, max_steps=settings.steps,
+            student = build_tiny_model("bart", task.tokenizer, seed=seed, d_model=settings.d_model, ffn=settings.ffn)
+            student.generation_config.suppress_tokens = task.special_token_ids  # the autoregressive decode emits content tokens only
+            trainer = _trainer(student, fields, task.tokenizer, output_dir, train_dataset=train, max_steps=settings.steps,
                                per_device_train_batch_size=settings.q_batch, learning_rate=settings.learning_rate,
                                warmup_steps=max(1, settings.steps // 20), logging_steps=settings.steps, seed=seed)
             start = time.perf_counter()
             trainer.train()
             seconds[name].append(time.perf_counter() - start)
-            results[name].append(_evaluate(student, teacher_engine, eval_sources, eval_targets, settings, seed))
+            results[name].append(_evaluate(student, task, test, seed))
             print(f"  seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name][-1].items()), file=sys.stderr)
-    reference = _nll(teacher_engine, eval_sources, eval_targets)
+    reference = task.nll(test["input_ids"], test["labels"])
     keys = list(next(iter(results.values()))[0])
     print(f"\n### Oracle task: {settings.train_size} pairs, source {settings.q_source}, target {settings.q_target}, "
           f"{settings.steps} steps of batch {settings.q_batch}, seeds {list(settings.seeds)} "
@@ -261,6 +246,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="quality training steps")
     parser.add_argument("--methods", nargs="+", help="quality methods to run beside MLE, by name prefix (e.g. 'parallel hard')")
     parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--json", default=None, help="write the step-time ratios as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_scheduled_sampling"))
     cli = parser.parse_args(argv)
     settings = Settings.quick() if cli.quick else Settings()
@@ -274,10 +260,14 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {settings.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
     tok = _tokenizer(settings)
+    records: list = []
     if cli.part in ("speed", "both"):
-        bench_speed(settings, tok, cli.output_dir)
+        bench_speed(settings, tok, cli.output_dir, records)
     if cli.part in ("quality", "both"):
-        bench_quality(settings, tok, cli.output_dir, cli.methods)
+        bench_quality(settings, cli.output_dir, cli.methods)
+    if cli.json:
+        with open(cli.json, "w") as f:
+            json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":
