@@ -1,0 +1,478 @@
+"""CycleTrainer: learning a seq2seq mapping X -> Y from two unpaired corpora.
+
+A generator G: X -> Y and a reconstructor R: Y -> X are trained together, with a discriminator D on
+the Y domain, from texts of X and texts of Y that are not translations of each other:
+
+- **reconstruction** R(G(x)) ≈ x (Wang & Lee 2018, "Learning to Encode Text as Human-Readable
+  Summaries using Generative Adversarial Networks", https://arxiv.org/abs/1810.02851): the discrete
+  bottleneck G(x) is crossed by straight-through Gumbel-softmax one-hots fed into R's encoder
+  (``reconstruction_update="gumbel"``, needs one vocabulary) or by REINFORCE with R's
+  log-likelihood of x as G's reward (``"reinforce"``); R learns from the same reconstruction;
+- **adversarial**: D (real Y texts against G's outputs, outputs alone) rewards Y-like outputs, by
+  REINFORCE on D's reward or by Gumbel one-hots into D;
+- **denoising auto-encoding** of each domain (Lample et al. 2018, "Unsupervised Machine
+  Translation Using Monolingual Corpora Only", https://arxiv.org/abs/1711.00043): R recovers x
+  from a noised x and G recovers y from a noised y (word shuffle, drop, blank:
+  :mod:`hf_seqgan.noise`);
+- **on-the-fly back-translation** (Lample et al. 2018): R is trained on (G(x) -> x) and G on
+  (R(y) -> y), the generated side decoded without gradients;
+- **supervised pairs** when the X rows carry ``labels`` (semi-supervised).
+
+Every term has a weight that may follow a `Schedule`. G and R are two models (R registered as the
+auxiliary model ``"reconstructor"``: its own optimizer, saved to ``reconstructor/``, checkpointed)
+or one shared model (``shared_model=True``) told the direction by tokens: language codes forced as
+the first generated token (mBART's ``forced_bos_token_id``) or a tag in front of the source.
+
+**Data.** ``train_dataset`` holds the X domain (``input_ids``, optionally ``labels``) and goes
+through the Trainer's own dataloader, sampler and resume logic unchanged. The Y domain
+(``target_domain_dataset``, or the rows of ``train_dataset`` whose ``domain`` column is 1/"y") is
+read by a seeded sampler in the trainer (:class:`~hf_seqgan.trainers._cycle_losses.TargetDomainSampler`):
+each X micro-batch is paired with the next ``target_batch_size`` rows of a fresh permutation of Y
+per pass, and the sampler's position is checkpointed, so that resuming is exact. All randomness of a
+step (noise, samples, Gumbel noise) comes from a generator seeded by the run's seed and the
+micro-batch count. Evaluation is the plain teacher-forced loss of G, as in `Seq2SeqTrainer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Callable, Optional
+
+import torch
+from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList, Seq2SeqTrainingArguments
+
+from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+from ..noise import TextNoiser, check_noise
+from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, leave_one_out_baseline
+from ..rollout import RolloutEngine, check_seq2seq_model, token_logprobs
+from ..sampling import input_embedding, soft_embed, unwrap_model
+from ..schedules import as_schedule, schedule_field
+from ._base import BaseTrainer, apply_peft
+from ._cycle_losses import Direction, TargetDomainSampler, prepend_soft, sequence_cross_entropy, split_domains, target_column
+
+__all__ = ["CycleConfig", "CycleTrainer"]
+
+LOSSES = ("reconstruction", "adversarial", "denoising", "backtranslation", "supervised")
+UPDATES = ("reinforce", "gumbel")
+BASELINES = ("moving_average", "leave_one_out", "none")
+
+
+@dataclasses.dataclass
+class CycleConfig(Seq2SeqTrainingArguments):
+    """Configuration of :class:`CycleTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
+
+    Models: ``shared_model``, ``x_token``, ``y_token``, ``direction_token_position``. Loss weights
+    (schedules): ``reconstruction_weight``, ``adversarial_weight``, ``denoising_weight``,
+    ``backtranslation_weight``, ``supervised_weight``. Updates: ``reconstruction_update``,
+    ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``num_samples``,
+    ``tau``. Decoding: ``max_new_tokens``, ``min_new_tokens``, ``reconstruction_max_new_tokens``,
+    ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``. Noise:
+    ``word_shuffle``, ``word_dropout``, ``word_blank``, ``noise_whole_words``. Data:
+    ``target_batch_size``, ``domain_column``. Reconstructor and discriminator optimizers and the
+    default discriminator's size.
+    """
+
+    shared_model: bool = dataclasses.field(default=False, metadata={"help": "One model for both directions, told apart by x_token/y_token (False: a separate reconstructor)."})
+    x_token: Optional[str] = dataclasses.field(default=None, metadata={"help": "Token naming the X domain (a language code such as en_XX, or a tag such as <2x>)."})
+    y_token: Optional[str] = dataclasses.field(default=None, metadata={"help": "Token naming the Y domain (e.g. de_DE or <2y>)."})
+    direction_token_position: str = dataclasses.field(default="decoder", metadata={"help": "'decoder': the output domain's token is forced as the first generated token (mBART forced_bos_token_id); 'encoder': it is put in front of the source (a tag)."})
+    reconstruction_weight: str = schedule_field("1.0", "Weight of the reconstruction loss R(G(x)) ~ x.")
+    adversarial_weight: str = schedule_field("1.0", "Weight of the adversarial loss (G's outputs judged Y-like by D); 0 = no discriminator.")
+    denoising_weight: str = schedule_field("0.0", "Weight of denoising auto-encoding of both domains.")
+    backtranslation_weight: str = schedule_field("0.0", "Weight of on-the-fly back-translation (R on G(x) -> x, G on R(y) -> y).")
+    supervised_weight: str = schedule_field("1.0", "Weight of the cross-entropy on X rows that carry `labels` (both directions).")
+    reconstruction_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How reconstruction reaches G: one of {UPDATES}."})
+    adversarial_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How D's judgement reaches G: one of {UPDATES}."})
+    reward: str = dataclasses.field(default="prob", metadata={"help": f"The discriminator reward: one of {REWARD_KINDS}."})
+    baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
+    baseline_decay: float = dataclasses.field(default=0.9, metadata={"help": "Decay of the moving-average baselines."})
+    num_samples: int = dataclasses.field(default=1, metadata={"help": "G's samples per source (>= 2 for the leave-one-out baseline)."})
+    tau: str = schedule_field("1.0", "Gumbel-softmax temperature of the gumbel updates, over optimizer steps.")
+    max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of G's outputs; defaults to the width of the Y batch."})
+    min_new_tokens: int = dataclasses.field(default=0, metadata={"help": "EOS is blocked before this many tokens of G's outputs."})
+    reconstruction_max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of R's outputs (back-translation); defaults to the X batch's width."})
+    do_sample: bool = dataclasses.field(default=True, metadata={"help": "Sample G's outputs (False: greedy; the gumbel updates then add no noise)."})
+    sampling_temperature: float = dataclasses.field(default=1.0, metadata={"help": "Temperature of G's samples (REINFORCE)."})
+    backtranslation_do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample the back-translations (False: greedy, as Lample et al.)."})
+    word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
+    word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Denoising: probability of dropping a word."})
+    word_blank: float = dataclasses.field(default=0.2, metadata={"help": "Denoising: probability of replacing a word by the mask token."})
+    noise_whole_words: bool = dataclasses.field(default=True, metadata={"help": "Noise whole words (runs of sub-word tokens) rather than tokens."})
+    target_batch_size: Optional[int] = dataclasses.field(default=None, metadata={"help": "Y rows per micro-batch; defaults to per_device_train_batch_size."})
+    domain_column: str = dataclasses.field(default="domain", metadata={"help": "With no target_domain_dataset: the train_dataset column telling X rows (0/'x') from Y rows (1/'y')."})
+    reconstructor_learning_rate: Optional[float] = dataclasses.field(default=None, metadata={"help": "Learning rate of the separate reconstructor (default: learning_rate)."})
+    reconstructor_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The reconstructor's optimizer: adamw, adam or sgd."})
+    discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator."})
+    discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
+    discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
+    discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of D's real targets."})
+    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
+    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
+    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, value, choices in (("reconstruction_update", self.reconstruction_update, UPDATES), ("adversarial_update", self.adversarial_update, UPDATES),
+                                     ("reward", self.reward, REWARD_KINDS), ("baseline", self.baseline, BASELINES),
+                                     ("direction_token_position", self.direction_token_position, ("decoder", "encoder"))):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {choices}.")
+        for name in LOSSES:
+            setattr(self, f"{name}_weight", str(as_schedule(getattr(self, f"{name}_weight"), name=f"{name}_weight", low=0.0)))
+        self.tau = str(as_schedule(self.tau, name="tau", low=1e-6))
+        if all(as_schedule(getattr(self, f"{name}_weight")).bounds()[1] == 0 for name in LOSSES):
+            raise ValueError(f"Every loss weight is 0 ({', '.join(n + '_weight' for n in LOSSES)}): give at least one a positive value.")
+        if (self.x_token is None) != (self.y_token is None) or (self.x_token is not None and self.x_token == self.y_token):
+            raise ValueError(f"x_token and y_token name the two domains: give both, and different (got {self.x_token!r}, {self.y_token!r}).")
+        if self.shared_model and self.x_token is None:
+            raise ValueError("shared_model=True needs x_token and y_token to tell the directions apart (mBART language codes such as "
+                             "en_XX/de_DE, or tags such as <2x>/<2y> added to the tokenizer).")
+        if self.num_samples < 1 or (self.baseline == "leave_one_out" and self.num_samples < 2):
+            raise ValueError(f"num_samples must be >= 1, and >= 2 for baseline='leave_one_out'; got {self.num_samples}.")
+        if not 0.0 <= self.baseline_decay < 1.0 or not 0.0 <= self.discriminator_label_smoothing < 0.5:
+            raise ValueError(f"baseline_decay must be in [0, 1) and discriminator_label_smoothing in [0, 0.5), got {self.baseline_decay}, {self.discriminator_label_smoothing}.")
+        for name in ("max_new_tokens", "reconstruction_max_new_tokens", "target_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}.")
+        if self.sampling_temperature <= 0:
+            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}; use do_sample=False for greedy outputs.")
+        check_noise(self.word_shuffle, self.word_dropout, self.word_blank)
+
+
+class CycleTrainer(BaseTrainer):
+    """Unpaired training of a seq2seq model X -> Y (see the module docstring).
+
+    Args:
+        model: the generator G (an `AutoModelForSeq2SeqLM`, or a `PeftModel` around one).
+        args (`CycleConfig`).
+        train_dataset: the X domain, tokenized (``input_ids``; ``labels`` on rows that have a Y
+            partner; or a ``domain`` column holding both domains when ``target_domain_dataset`` is None).
+        target_domain_dataset: the Y domain, tokenized into ``input_ids``.
+        reconstructor (*optional*): R, an `AutoModelForSeq2SeqLM` on the same tokenizer. None: a
+            copy of G (two-model mode), or G itself with ``shared_model=True``.
+        discriminator (*optional*): a :class:`~hf_seqgan.discriminators.SequenceDiscriminator` (or
+            a raw classifier with ``discriminator_processing_class``); None: a small classifier on
+            G's vocabulary. It judges outputs alone (unconditional).
+        processing_class: G's tokenizer (required; R reads G's token ids, so it shares it).
+        peft_config, reconstructor_peft_config, discriminator_peft_config (*optional*): PEFT configs.
+        Other arguments: as in `Seq2SeqTrainer`.
+    """
+
+    def __init__(
+        self,
+        model,
+        args: Optional[CycleConfig] = None,
+        train_dataset=None,
+        target_domain_dataset=None,
+        reconstructor=None,
+        discriminator=None,
+        processing_class=None,
+        peft_config=None,
+        reconstructor_peft_config=None,
+        data_collator: Optional[Callable] = None,
+        eval_dataset=None,
+        compute_metrics: Optional[Callable] = None,
+        callbacks: Optional[list] = None,
+        optimizers: tuple = (None, None),
+        preprocess_logits_for_metrics: Optional[Callable] = None,
+        discriminator_processing_class=None,
+        discriminator_peft_config=None,
+    ):
+        if reconstructor is None and model is not None and not getattr(args, "shared_model", False):
+            reconstructor = copy.deepcopy(model)  # R starts as a copy of G
+        model, args = self._generator_and_args(model, args, CycleConfig, "cycle", peft_config)
+        if processing_class is None:
+            raise ValueError("CycleTrainer needs processing_class (the generator's tokenizer): noise, tags and the default discriminator use it.")
+        if train_dataset is None:
+            raise ValueError("CycleTrainer needs train_dataset: the X-domain texts, tokenized into `input_ids`.")
+        train_dataset, target_domain_dataset = split_domains(train_dataset, target_domain_dataset, args.domain_column)
+        if args.shared_model and (reconstructor is not None or reconstructor_peft_config is not None):
+            raise ValueError("shared_model=True uses the generator in both directions: pass no reconstructor / reconstructor_peft_config.")
+        super().__init__(
+            model, args, data_collator or DataCollatorForSeq2Seq(processing_class), train_dataset, eval_dataset, processing_class,
+            compute_metrics=compute_metrics, callbacks=callbacks, optimizers=optimizers, preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        )
+        self.model_accepts_loss_kwargs = self.loss_is_scaled_for_ga = True  # every term is scaled here (per-sequence means / accumulation)
+        self.target_domain_dataset = target_domain_dataset
+        self._target_column = target_column(target_domain_dataset)
+        self.target_sampler = TargetDomainSampler(len(target_domain_dataset), seed=args.seed)
+        self.weights = {name: as_schedule(getattr(args, f"{name}_weight")) for name in LOSSES}
+        self.tau = as_schedule(args.tau)
+        self.baselines = {name: MovingAverageBaseline(args.baseline_decay) for name in ("reconstruction", "adversarial")}
+        self.micro_steps = 0
+        tags = [self._token_id(args.x_token), self._token_id(args.y_token)]
+        self.noiser = TextNoiser(processing_class, word_shuffle=args.word_shuffle, word_dropout=args.word_dropout, word_blank=args.word_blank,
+                                 whole_words=args.noise_whole_words, protected_ids=[t for t in tags if t is not None])
+        engine = RolloutEngine(self.model, processing_class)
+        self.to_y = Direction(self.model, engine, target_tag=tags[1], source_tag=tags[0], position=args.direction_token_position)
+        self.reconstructor = None
+        if args.shared_model:
+            self.to_x = Direction(self.model, engine, target_tag=tags[0], source_tag=tags[1], position=args.direction_token_position)
+        else:
+            self.reconstructor = self._make_reconstructor(reconstructor, reconstructor_peft_config)
+            aux = self.auxiliary("reconstructor")
+            self.to_x = Direction(aux.model, RolloutEngine(aux.model, processing_class), target_tag=tags[0], source_tag=tags[1],
+                                  position=args.direction_token_position)
+        self.discriminator: Optional[SequenceDiscriminator] = None
+        if self.weights["adversarial"].bounds()[1] > 0:
+            self.discriminator = self._make_discriminator(discriminator, discriminator_processing_class, discriminator_peft_config)
+        elif discriminator is not None:
+            raise ValueError("A discriminator was given but adversarial_weight is 0 throughout: give adversarial_weight a positive value or drop it.")
+        if args.world_size > 1 and "gumbel" in (args.reconstruction_update, args.adversarial_update):
+            raise NotImplementedError("The gumbel updates decode step by step through the unwrapped generator, which a multi-process run "
+                                      "cannot synchronise; use reconstruction_update='reinforce' and adversarial_update='reinforce'.")
+
+    # ------------------------------------------------------------------ set-up
+    def _token_id(self, token: Optional[str]) -> Optional[int]:
+        if token is None:
+            return None
+        tok = self.processing_class
+        index = tok.convert_tokens_to_ids(token)
+        if index is None or index == tok.unk_token_id or token not in tok.get_vocab():
+            raise ValueError(f"The direction token {token!r} is not in the tokenizer's vocabulary. Add it with "
+                             f"tokenizer.add_special_tokens({{'additional_special_tokens': [{token!r}]}}) and "
+                             "model.resize_token_embeddings(len(tokenizer)), or use the model's language codes.")
+        return int(index)
+
+    def _make_reconstructor(self, reconstructor, peft_config):
+        args, tok = self.args, self.processing_class
+        check_seq2seq_model(reconstructor)
+        rows = input_embedding(reconstructor, "encoder").weight.shape[0]
+        if rows < len(tok):
+            raise ValueError(f"The reconstructor's embedding has {rows} rows but the generator's tokenizer has {len(tok)} tokens: R reads "
+                             "G's token ids, so both must use the same tokenizer (or use shared_model=True).")
+        g_vocab = unwrap_model(self.model).get_output_embeddings().weight.shape[0]
+        if args.reconstruction_update == "gumbel" and rows != g_vocab:
+            raise ValueError(f"reconstruction_update='gumbel' feeds G's soft one-hots over its {g_vocab} output tokens into R's {rows}-row "
+                             "input embedding: the two need one vocabulary (the same tokenizer and vocab_size). Use "
+                             "reconstruction_update='reinforce', or a reconstructor built on G's vocabulary.")
+        if peft_config is not None:
+            reconstructor = apply_peft(reconstructor, peft_config, what="reconstructor")
+        self.add_auxiliary("reconstructor", reconstructor, learning_rate=args.reconstructor_learning_rate or args.learning_rate,
+                           weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm or None,
+                           optimizer=args.reconstructor_optimizer, processing_class=tok)
+        return reconstructor
+
+    def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
+        args = self.args
+        if discriminator is None:
+            discriminator = build_default_discriminator(
+                self.processing_class, conditional=False, hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers,
+                seed=args.seed, dropout=args.discriminator_dropout, vocab_size=unwrap_model(self.model).config.vocab_size,
+            )
+        elif not isinstance(discriminator, SequenceDiscriminator):
+            if tokenizer is None:
+                raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); or pass a SequenceDiscriminator.")
+            discriminator = SequenceDiscriminator(discriminator, tokenizer, conditional=False)
+        if discriminator.conditional:
+            raise ValueError("CycleTrainer's discriminator judges Y-domain texts alone (real Y vs G's outputs, no pairs exist): build it with conditional=False.")
+        if peft_config is not None:
+            discriminator.model = apply_peft(discriminator.model, peft_config, what="discriminator")
+        shares = discriminator.shares_vocabulary(self.processing_class)
+        if args.adversarial_update == "gumbel":
+            if not shares:
+                raise ValueError("adversarial_update='gumbel' feeds G's soft one-hots into D's embeddings: D must share G's vocabulary. "
+                                 "Use the default discriminator or adversarial_update='reinforce'.")
+            discriminator.check_soft_inputs()
+        self.add_auxiliary("discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
+                           max_grad_norm=args.discriminator_max_grad_norm or None, optimizer=args.discriminator_optimizer)
+        self._d_reward = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
+        return discriminator
+
+    def _extra_state(self) -> dict:
+        return {"micro_steps": self.micro_steps, "target_sampler": self.target_sampler.state_dict(),
+                "baselines": {name: b.state_dict() for name, b in self.baselines.items()}}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self.micro_steps = state["micro_steps"]
+        self.target_sampler.load_state_dict(state["target_sampler"])
+        for name, b in self.baselines.items():
+            b.load_state_dict(state["baselines"][name])
+
+    # ------------------------------------------------------------------ data and randomness
+    def step_generator(self, micro_step: int) -> torch.Generator:
+        """The generator of all randomness of micro-batch ``micro_step`` (noise, samples, Gumbel)."""
+        return torch.Generator(device=self.args.device).manual_seed(self.args.seed * 1_000_003 + micro_step)
+
+    def target_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next Y-domain micro-batch `(B', T)` ids and mask (this process's share)."""
+        args = self.args
+        size = args.target_batch_size or args.per_device_train_batch_size
+        rows = self.target_sampler.take(size * args.world_size)[args.process_index * size : (args.process_index + 1) * size]
+        data = self.target_domain_dataset
+        ids = data[rows][self._target_column] if hasattr(data, "column_names") else [data[i][self._target_column] for i in rows]
+        ids = [[t for t in row if t >= 0] for row in ids]  # a `labels` column may hold -100
+        batch = self.processing_class.pad({"input_ids": ids}, return_tensors="pt")
+        return batch["input_ids"].to(args.device), batch["attention_mask"].to(args.device)
+
+    # ------------------------------------------------------------------ model calls
+    def _forward(self, direction: Direction, src_ids, src_mask, tgt_ids, tgt_mask, soft=None) -> torch.Tensor:
+        """`(B,)` per-sequence cross-entropy of ``direction`` translating the source (ids, or soft
+        one-hots `(B, S, V)` fed through the encoder's embedding) into the target."""
+        labels = direction.labels(tgt_ids, tgt_mask)  # (B, T)
+        decoder_input_ids = unwrap_model(direction.model).prepare_decoder_input_ids_from_labels(labels=labels)
+        if soft is None:
+            src_ids, src_mask = direction.encoder_input(src_ids, src_mask)
+            source = {"input_ids": src_ids}
+        else:
+            tag = direction.target_tag if direction.position == "encoder" else direction.source_tag
+            if tag is not None and not bool((soft[:, 0].argmax(-1) == tag).all()):
+                soft, src_mask = prepend_soft(soft, src_mask, tag)
+            source = {"inputs_embeds": soft_embed(direction.model, soft, side="encoder")}  # (B, S, H)
+        logits = direction.model(**source, attention_mask=src_mask, decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        return sequence_cross_entropy(logits, labels, self.args.label_smoothing_factor)
+
+    def _decode(self, direction: Direction, ids, mask, max_new: int, generator, *, do_sample: bool, differentiable: bool = False, num_samples: int = 1):
+        args = self.args
+        ids, mask = direction.encoder_input(ids, mask)
+        tag = direction.forced_tag
+        procs = LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)]) if tag is not None else None
+        max_new += int(tag is not None)
+        common = dict(max_new_tokens=max_new, min_new_tokens=min(args.min_new_tokens, max_new), logits_processor=procs,
+                      generator=generator, num_samples=num_samples)
+        if differentiable:
+            return direction.engine.differentiable(ids, mask, tau=float(self.tau(self.state.global_step)), hard=True, noise=do_sample, **common)
+        return direction.engine.sample(ids, mask, do_sample=do_sample, temperature=args.sampling_temperature if do_sample else 1.0, **common)
+
+    def _without_tag(self, rollout) -> torch.Tensor:
+        """`(R, T)` the mask of G's own choices: the forced direction tag left out."""
+        mask = rollout.attention_mask
+        return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1) if self.to_y.forced_tag is not None else mask
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs)
+        if return_outputs:
+            raise ValueError("CycleTrainer computes no model outputs during training (return_outputs=True).")
+        return self._cycle_loss(model, inputs)
+
+    def _cycle_loss(self, model, inputs):
+        args, step = self.args, self.state.global_step
+        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        w = {name: float(schedule(step)) for name, schedule in self.weights.items()}
+        generator = self.step_generator(self.micro_steps)
+        self.micro_steps += 1
+        if self.reconstructor is not None:
+            self.to_x.model.train()
+        x, x_mask = inputs["input_ids"], inputs["attention_mask"]
+        y, y_mask = self.target_batch()
+        zero = torch.zeros((), device=x.device)
+        g_loss, r_loss = torch.zeros((), device=x.device, requires_grad=True), zero  # G's and R's objectives
+        if w["denoising"] > 0:
+            nx, nx_mask = self.noiser(x, x_mask, generator=generator)
+            ny, ny_mask = self.noiser(y, y_mask, generator=generator)
+            den_x = self._forward(self.to_x, nx, nx_mask, x, x_mask).mean()
+            den_y = self._forward(self.to_y, ny, ny_mask, y, y_mask).mean()
+            r_loss, g_loss = r_loss + w["denoising"] * den_x, g_loss + w["denoising"] * den_y
+            self.record(denoising_x_loss=den_x.detach(), denoising_y_loss=den_y.detach())
+        if w["backtranslation"] > 0:
+            y_hat = self._decode(self.to_y, x, x_mask, args.max_new_tokens or y.shape[1], generator, do_sample=args.backtranslation_do_sample)
+            x_hat = self._decode(self.to_x, y, y_mask, args.reconstruction_max_new_tokens or x.shape[1], generator, do_sample=args.backtranslation_do_sample)
+            bt_x = self._forward(self.to_x, y_hat.sequences, y_hat.attention_mask, x, x_mask).mean()
+            bt_y = self._forward(self.to_y, x_hat.sequences, x_hat.attention_mask, y, y_mask).mean()
+            r_loss, g_loss = r_loss + w["backtranslation"] * bt_x, g_loss + w["backtranslation"] * bt_y
+            self.record(backtranslation_x_loss=bt_x.detach(), backtranslation_y_loss=bt_y.detach())
+        labels = inputs.get("labels")
+        if labels is not None and w["supervised"] > 0 and bool(labels.ne(-100).any()):
+            paired = labels.ne(-100).any(-1)  # (B,) rows with a Y partner
+            y_ids, y_ids_mask = labels.clamp_min(0)[paired], labels.ne(-100)[paired].long()
+            sup_y = self._forward(self.to_y, x[paired], x_mask[paired], y_ids, y_ids_mask).mean()
+            sup_x = self._forward(self.to_x, y_ids, y_ids_mask, x[paired], x_mask[paired]).mean()
+            r_loss, g_loss = r_loss + w["supervised"] * sup_x, g_loss + w["supervised"] * sup_y
+            self.record(supervised_y_loss=sup_y.detach(), supervised_x_loss=sup_x.detach())
+        soft_leaf = None
+        if w["reconstruction"] > 0 or self.discriminator is not None:
+            g_cycle, r_cycle, soft_leaf = self._cycle_terms(model, x, x_mask, y, y_mask, w, generator)
+            g_loss, r_loss = g_loss + g_cycle, r_loss + r_cycle
+        for name in LOSSES:
+            self.record(**{f"{name}_weight": w[name]})
+        if self.reconstructor is None:
+            return (g_loss + r_loss) / accumulation
+        total = g_loss / accumulation + r_loss.detach() / accumulation
+        if r_loss.requires_grad:
+            self.auxiliary_step("reconstructor", r_loss)  # scales by 1/accumulation itself
+        if soft_leaf is not None:
+            soft, leaf = soft_leaf  # R's gradient on G's one-hots, carried on to G
+            surrogate = (soft * leaf.grad).sum() if leaf.grad is not None else zero
+            total = total + surrogate - surrogate.detach()
+        return total
+
+    def _cycle_terms(self, model, x, x_mask, y, y_mask, w, generator):
+        """Reconstruction and adversarial terms on one decode of G, and D's update. Returns G's and
+        R's losses and, for gumbel reconstruction with two models, (soft one-hots, R's input leaf)."""
+        args = self.args
+        gumbel = {name for name in ("reconstruction", "adversarial") if getattr(args, f"{name}_update") == "gumbel" and w[name] > 0}
+        max_new = args.max_new_tokens or y.shape[1]
+        fakes = self._decode(self.to_y, x, x_mask, max_new, generator, do_sample=args.do_sample, differentiable=bool(gumbel),
+                             num_samples=args.num_samples)
+        index = fakes.source_index
+        d_mask = self._without_tag(fakes)  # what D sees: G's tokens, not the forced tag
+        g_loss = r_loss = torch.zeros((), device=x.device)
+        rewards, soft_leaf = {}, None
+        if w["reconstruction"] > 0:
+            if "reconstruction" in gumbel:
+                soft = fakes.soft_tokens  # (R, T, V) straight-through one-hots, in G's graph
+                leaf = soft.detach().requires_grad_() if self.reconstructor is not None else soft
+                rec = self._forward(self.to_x, None, fakes.attention_mask, x[index], x_mask[index], soft=leaf)  # (R,)
+                soft_leaf = (soft, leaf) if self.reconstructor is not None else None
+            else:
+                rec = self._forward(self.to_x, fakes.sequences, fakes.attention_mask, x[index], x_mask[index])  # (R,)
+                rewards["reconstruction"] = -rec.detach()  # mean log-likelihood of x under R
+            r_loss = w["reconstruction"] * rec.mean()
+            self.record(reconstruction_loss=rec.detach().mean())
+        if self.discriminator is not None and w["adversarial"] > 0:
+            disc = self.discriminator
+            disc.eval()
+            if "adversarial" in gumbel:
+                logp = disc.log_probs(disc.logits_from_soft(fakes.soft_tokens, d_mask, frozen=True))
+                adv = -logp[:, self._d_reward.real_label].mean()
+                g_loss = g_loss + w["adversarial"] * adv
+                self.record(adversarial_loss=adv.detach(), discriminator_reward=logp[:, self._d_reward.real_label].exp().mean())
+            else:
+                rewards["adversarial"] = self._d_reward(fakes.sequences, d_mask, index)
+                self.record(discriminator_reward=rewards["adversarial"].mean())
+        if rewards:
+            g_loss = g_loss + self._policy_gradient(model, x, x_mask, fakes, rewards, w)
+        if self.discriminator is not None:
+            self._discriminator_update(y, y_mask, fakes.sequences.detach(), d_mask)
+        self.record(output_length=d_mask.sum(-1).float().mean())
+        if gumbel:
+            self.record(tau=float(self.tau(self.state.global_step)))
+        return g_loss, r_loss, soft_leaf
+
+    def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict) -> torch.Tensor:
+        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k)) · log p(ŷ | x), averaged over rows."""
+        args = self.args
+        advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
+        for name, reward in rewards.items():
+            if args.baseline == "leave_one_out":
+                baseline = leave_one_out_baseline(reward, args.num_samples)
+            elif args.baseline == "moving_average":
+                baseline = self.baselines[name](reward)
+            else:
+                baseline = torch.zeros_like(reward)
+            advantage = advantage + w[name] * (reward - baseline).float()
+            self.record(**{f"{name}_reward": reward.mean()})
+        src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
+        index = fakes.source_index
+        logits = model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits
+        logp = token_logprobs(logits, fakes.sequences, self._without_tag(fakes)).sum(-1)  # (R,)
+        loss = -(advantage.detach() * logp).mean()
+        self.record(pg_loss=loss.detach())
+        return loss
+
+    def _discriminator_update(self, y, y_mask, fake_sequences, fake_mask) -> None:
+        args, disc, pad = self.args, self.discriminator, self.processing_class.pad_token_id
+        real_ids, fake_ids = y.masked_fill(y_mask == 0, pad), fake_sequences.masked_fill(fake_mask == 0, pad)
+        disc.train()
+        if self._d_reward.text_path:
+            decode = lambda ids: self.processing_class.batch_decode(ids, skip_special_tokens=True)  # noqa: E731
+            real, fake = disc.logits_from_texts(decode(real_ids)), disc.logits_from_texts(decode(fake_ids))
+        else:
+            real, fake = disc.logits_from_ids(real_ids), disc.logits_from_ids(fake_ids)
+        loss, acc_real, acc_fake = discriminator_loss(disc.log_probs(real), disc.log_probs(fake), self._d_reward.real_label,
+                                                      args.discriminator_label_smoothing)
+        self.auxiliary_step("discriminator", loss)
+        self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))

@@ -1,0 +1,226 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+
+from hf_seqgan.discriminators import SequenceDiscriminator
+from hf_seqgan.trainers._cycle_losses import TargetDomainSampler
+from hf_seqgan.trainers.cycle import CycleConfig, CycleTrainer
+
+EN, DE = "en_XX", "de_DE"
+
+
+@pytest.fixture
+def domains(tokenizer, corpus):
+    """Unpaired corpora: articles (X) and headlines of other articles (Y)."""
+    x = tokenizer([r["article"] for r in corpus[:48]], truncation=True, max_length=24).input_ids
+    y = tokenizer([r["headline"] for r in corpus[100:148]], truncation=True, max_length=10).input_ids
+    return Dataset.from_dict({"input_ids": x}), Dataset.from_dict({"input_ids": y})
+
+
+def _config(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3, report_to="none", use_cpu=True,
+        save_strategy="no", logging_steps=1, seed=0, max_new_tokens=6, dataloader_num_workers=0, discriminator_learning_rate=1e-3,
+        reconstruction_weight="0", adversarial_weight="0",
+    )
+    base.update(kw)
+    return CycleConfig(**base)
+
+
+def _params(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def _moved(before, module):
+    return any(not torch.equal(before[n], p) for n, p in module.named_parameters())
+
+
+# (family, loss settings, models expected to move)
+CASES = [
+    ("bart", dict(reconstruction_weight="1"), {"G", "R"}),
+    ("t5", dict(reconstruction_weight="1", reconstruction_update="gumbel"), {"G", "R"}),
+    ("marian", dict(adversarial_weight="1"), {"G", "D"}),
+    ("bart", dict(adversarial_weight="1", adversarial_update="gumbel"), {"G", "D"}),
+    ("t5", dict(denoising_weight="1"), {"G", "R"}),
+    ("marian", dict(backtranslation_weight="1"), {"G", "R"}),
+]
+
+
+@pytest.mark.parametrize("family,losses,expected", CASES, ids=[f"{c[0]}-{'-'.join(c[1].values())}" for c in CASES])
+def test_each_loss_moves_the_right_models(family, losses, expected, make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    trainer = CycleTrainer(make_model(family, warm=False), _config(tmp_path, **losses), train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    models = {"G": trainer.model, "R": trainer.reconstructor}
+    if trainer.discriminator is not None:
+        models["D"] = trainer.discriminator
+    before = {k: _params(m) for k, m in models.items()}
+    trainer.train()
+    moved = {k for k, m in models.items() if _moved(before[k], m)}
+    assert moved == expected
+    logs = {k for h in trainer.state.log_history for k in h}
+    name = next(n for n in ("reconstruction", "adversarial", "denoising", "backtranslation") if f"{n}_weight" in losses)
+    assert f"{name}_weight" in logs
+    if "D" in expected:
+        assert {"d_loss", "d_acc_real", "d_acc_fake", "discriminator_reward"} <= logs
+    if name == "reconstruction":
+        assert "reconstruction_loss" in logs and ("tau" in logs) == (losses.get("reconstruction_update") == "gumbel")
+
+
+def test_denoising_loss_is_cross_entropy_on_the_noised_input(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    args = _config(tmp_path, denoising_weight="1", word_shuffle=2, word_dropout=0.2, word_blank=0.2)
+    trainer = CycleTrainer(make_model("bart", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    batch = {k: v for k, v in trainer.data_collator([x[i] for i in range(4)]).items()}
+    rows = TargetDomainSampler(len(y), seed=0).take(4)
+    y_batch = tokenizer.pad({"input_ids": [y[i]["input_ids"] for i in rows]}, return_tensors="pt")
+    generator = trainer.step_generator(0)
+    expected = {}
+    for key, model, (ids, mask) in (("x", trainer.reconstructor, (batch["input_ids"], batch["attention_mask"])),
+                                    ("y", trainer.model, (y_batch["input_ids"], y_batch["attention_mask"]))):
+        noised, noised_mask = trainer.noiser(ids, mask, generator=generator)
+        assert not torch.equal(noised[:, : ids.shape[1]], ids[:, : noised.shape[1]])
+        labels = ids.masked_fill(mask == 0, -100)
+        with torch.no_grad():  # plain cross-entropy of each sequence, averaged
+            expected[key] = torch.stack([model(input_ids=noised[i : i + 1], attention_mask=noised_mask[i : i + 1], labels=labels[i : i + 1]).loss
+                                         for i in range(4)]).mean()
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    got = {k: trainer._metrics["train"][f"denoising_{k}_loss"][-1] for k in ("x", "y")}
+    assert got["x"] == pytest.approx(float(expected["x"]), rel=1e-5)
+    assert got["y"] == pytest.approx(float(expected["y"]), rel=1e-5)
+    assert float(loss) == pytest.approx(float(expected["x"] + expected["y"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("position", ["decoder", "encoder"])
+def test_shared_model_with_direction_tokens(position, make_model, tokenizer, domains, tmp_path):
+    family = "mbart" if position == "decoder" else "marian"
+    x, y = domains
+    args = _config(tmp_path, shared_model=True, x_token=EN, y_token=DE, direction_token_position=position, denoising_weight="1",
+                   backtranslation_weight="1", reconstruction_weight="1", reconstruction_update="gumbel")
+    trainer = CycleTrainer(make_model(family, warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    assert trainer.reconstructor is None and not any(name == "reconstructor" for name in trainer._auxiliaries)
+    en, de = tokenizer.convert_tokens_to_ids(EN), tokenizer.convert_tokens_to_ids(DE)
+    src = tokenizer(["the bank of peru", "the army of japan signed"], return_tensors="pt", padding=True)
+    to_de = trainer._decode(trainer.to_y, src.input_ids, src.attention_mask, 5, None, do_sample=False)
+    to_en = trainer._decode(trainer.to_x, src.input_ids, src.attention_mask, 5, None, do_sample=False)
+    if position == "decoder":  # the language code is forced first, and the source carries its own code
+        assert bool((to_de.sequences[:, 0] == de).all()) and bool((to_en.sequences[:, 0] == en).all())
+        ids, _ = trainer.to_y.encoder_input(src.input_ids, src.attention_mask)
+        assert bool((ids[:, 0] == en).all())
+    else:  # the target's tag leads the source; both directions decode from the one model
+        ids, _ = trainer.to_x.encoder_input(src.input_ids, src.attention_mask)
+        assert bool((ids[:, 0] == en).all()) and not torch.equal(to_de.logprobs, to_en.logprobs)
+    before = _params(trainer.model)
+    trainer.train()
+    assert _moved(before, trainer.model)
+    logs = {k for h in trainer.state.log_history for k in h}
+    assert {"denoising_x_loss", "backtranslation_y_loss", "reconstruction_loss"} <= logs
+
+
+def test_resume_from_checkpoint_is_exact(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+
+    def run(out, steps, resume=None, save=False):
+        args = _config(out, max_steps=steps, save_strategy="steps" if save else "no", save_steps=2, lr_scheduler_type="constant",
+                       reconstruction_weight="1", adversarial_weight="linear:0.5,1,4", denoising_weight="0.5")
+        trainer = CycleTrainer(make_model("bart", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    straight = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2, save=True)
+    resumed = run(tmp_path / "b", 4, resume=str(tmp_path / "b" / "checkpoint-2"))
+    for a, b in ((straight.model, resumed.model), (straight.reconstructor, resumed.reconstructor),
+                 (straight.discriminator, resumed.discriminator)):
+        for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            assert torch.equal(p, q), n
+    assert straight.target_sampler.state_dict() == resumed.target_sampler.state_dict()
+    assert straight.baselines["reconstruction"].value == resumed.baselines["reconstruction"].value
+    # save_model writes G, R and D; each reloads
+    resumed.save_model(str(tmp_path / "final"))
+    from transformers import AutoModelForSeq2SeqLM
+
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(str(tmp_path / "final" / "reconstructor"))
+    for (n, p), (_, q) in zip(reloaded.named_parameters(), resumed.reconstructor.named_parameters()):
+        assert torch.equal(p, q), n
+    assert SequenceDiscriminator.from_pretrained(str(tmp_path / "final" / "discriminator")).conditional is False
+
+
+def test_gradient_accumulation_is_exact(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+
+    def run(out, bs, ga):
+        args = _config(out, max_steps=2, per_device_train_batch_size=bs, gradient_accumulation_steps=ga, do_sample=False, baseline="none",
+                       reconstruction_weight="1", adversarial_weight="1", denoising_weight="1", word_shuffle=0, word_dropout=0.0,
+                       word_blank=0.0, discriminator_dropout=0.0, optim="sgd", learning_rate=0.5, reconstructor_optimizer="sgd",
+                       discriminator_optimizer="sgd", discriminator_learning_rate=0.5)
+        trainer = CycleTrainer(make_model("t5", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+        trainer.train()
+        return trainer
+
+    one, two = run(tmp_path / "a", 8, 1), run(tmp_path / "b", 4, 2)
+    for a, b in ((one.model, two.model), (one.reconstructor, two.reconstructor), (one.discriminator, two.discriminator)):
+        for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_one_dataset_with_a_domain_column(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    both = Dataset.from_dict({"input_ids": list(x["input_ids"]) + list(y["input_ids"]), "domain": ["x"] * len(x) + ["y"] * len(y)})
+    trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, denoising_weight="1", max_steps=1), train_dataset=both, processing_class=tokenizer)
+    assert len(trainer.train_dataset) == len(x) and list(trainer.target_domain_dataset["input_ids"]) == list(y["input_ids"])
+    trainer.train()
+
+
+def test_supervised_pairs_train_both_directions(make_model, tokenizer, corpus, domains, tmp_path):
+    _, y = domains
+    rows = corpus[:16]
+    paired = Dataset.from_dict({"input_ids": tokenizer([r["article"] for r in rows], truncation=True, max_length=24).input_ids,
+                                "labels": tokenizer([r["headline"] for r in rows], truncation=True, max_length=10).input_ids})
+    trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, supervised_weight="1"), train_dataset=paired, target_domain_dataset=y,
+                           processing_class=tokenizer)
+    before = {"G": _params(trainer.model), "R": _params(trainer.reconstructor)}
+    trainer.train()
+    assert _moved(before["G"], trainer.model) and _moved(before["R"], trainer.reconstructor)
+    assert {"supervised_x_loss", "supervised_y_loss"} <= {k for h in trainer.state.log_history for k in h}
+
+
+def test_reconstruction_loss_drops_on_a_copy_task(make_model, tokenizer, corpus, tmp_path):
+    """X and Y are both headlines: G may copy, R copies back; R(G(x)) must learn to recover x."""
+    heads = tokenizer([r["headline"] for r in corpus[:64]], truncation=True, max_length=10).input_ids
+    data = Dataset.from_dict({"input_ids": heads})
+    args = _config(tmp_path, max_steps=40, per_device_train_batch_size=8, learning_rate=3e-3, reconstruction_weight="1",
+                   reconstruction_update="gumbel", max_new_tokens=10, logging_steps=1)
+    trainer = CycleTrainer(make_model("bart", warm=False), args, train_dataset=data, target_domain_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    losses = [h["reconstruction_loss"] for h in trainer.state.log_history if "reconstruction_loss" in h]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+
+
+def test_clear_errors(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    model = make_model("bart", warm=False)
+    with pytest.raises(ValueError, match="no target-domain"):
+        CycleTrainer(model, _config(tmp_path, denoising_weight="1"), train_dataset=x, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="denoising_weight"):
+        _config(tmp_path, denoising_weight="-1")
+    with pytest.raises(ValueError, match="Every loss weight is 0"):
+        _config(tmp_path, supervised_weight="0")
+    with pytest.raises(ValueError, match="needs x_token and y_token"):
+        _config(tmp_path, shared_model=True, denoising_weight="1")
+    with pytest.raises(ValueError, match="reconstruction_update='sometimes'"):
+        _config(tmp_path, reconstruction_update="sometimes")
+    bigger = make_model("bart", warm=False, vocab_size=len(tokenizer) + 8)
+    with pytest.raises(ValueError, match="one vocabulary"):
+        CycleTrainer(model, _config(tmp_path, reconstruction_weight="1", reconstruction_update="gumbel"), train_dataset=x,
+                     target_domain_dataset=y, reconstructor=bigger, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+        CycleTrainer(model, _config(tmp_path, shared_model=True, x_token="<2x>", y_token="<2y>", denoising_weight="1"), train_dataset=x,
+                     target_domain_dataset=y, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="no `input_ids`"):
+        CycleTrainer(model, _config(tmp_path, denoising_weight="1"), train_dataset=x, target_domain_dataset=Dataset.from_dict({"text": ["a"]}),
+                     processing_class=tokenizer)
+    with pytest.raises(ValueError, match="holds"):
+        CycleTrainer(model, _config(tmp_path, denoising_weight="1"), processing_class=tokenizer,
+                     train_dataset=Dataset.from_dict({"input_ids": x["input_ids"][:2], "domain": ["x", "z"]}))
