@@ -246,6 +246,21 @@ def test_push_discriminator_to_its_own_repo(make_model, tokenizer, data, tmp_pat
     d_card = discriminator["README.md"].decode()
     assert _metadata(d_card)["library_name"] == "transformers" and 'snapshot_download("me/tiny-gen-discriminator")' in d_card
 
+    # the periodic push of hub_strategy="all_checkpoints" honours the discriminator's own repo too
+    trainer.args.hub_strategy, trainer.args.save_strategy, trainer.state.global_step = "all_checkpoints", "steps", 3
+    checkpoint = str(tmp_path / "run" / "checkpoint-3")
+    trainer.save_model(checkpoint, _internal_call=True)
+    trainer.create_optimizer_and_scheduler(num_training_steps=3)
+    trainer._save_optimizer_and_scheduler(checkpoint)  # with the auxiliary models' state, as a checkpoint save writes it
+    generator.clear()
+    discriminator.clear()
+    trainer._push_from_checkpoint(checkpoint)
+    trainer._finish_current_push()
+    assert {c["summary"] for c in hub.commits[-3:]} == {"Training in progress, step 3", "Training in progress, step 3, checkpoint"}
+    assert "model.safetensors" in generator and not any(p.startswith("discriminator/") for p in generator)
+    assert {"checkpoint-3/hf_seqgan_training_state.pt", "checkpoint-3/discriminator/model.safetensors"} <= set(generator)
+    assert {"model.safetensors", "README.md"} <= set(discriminator)
+
 
 def test_push_fails_clearly_offline_or_without_token(make_model, tokenizer, data, tmp_path, monkeypatch):
     # conftest runs the suite with HF_HUB_OFFLINE=1
