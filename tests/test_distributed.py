@@ -93,12 +93,9 @@ def _one_thread():
 
 @pytest.fixture
 def train_rows(tokenizer, corpus):
-    from datasets import Dataset
+    from tests.test_adversarial import tokenized_pairs
 
-    rows = corpus[:16]
-    enc = tokenizer([r["article"] for r in rows], truncation=True, max_length=40)
-    labels = tokenizer([r["headline"] for r in rows], truncation=True, max_length=12).input_ids
-    return Dataset.from_dict({"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "labels": labels})
+    return tokenized_pairs(tokenizer, corpus[:16])
 
 
 def _worker(folder: str) -> None:
