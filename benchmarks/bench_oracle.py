@@ -68,6 +68,9 @@ from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 from hf_seqgan.trainers.scheduled_sampling import ScheduledSamplingConfig, ScheduledSamplingTrainer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scheduled_sampling import _args  # noqa: E402  (the same training arguments)
+
 
 @dataclasses.dataclass
 class Settings:
@@ -100,10 +103,8 @@ class Settings:
 
 # ------------------------------------------------------------------ the methods
 def _train(trainer_cls, args_cls, student, task, train, s: Settings, seed: int, steps: int, lr: float, output_dir: str, **fields):
-    common = dict(output_dir=output_dir, report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True, seed=seed,
-                  max_steps=steps, per_device_train_batch_size=s.batch, learning_rate=lr, logging_steps=max(1, steps // 4),
-                  warmup_steps=max(1, steps // 20))
-    args = args_cls(**common, **fields)
+    args = _args(args_cls, output_dir, fields, seed=seed, max_steps=steps, per_device_train_batch_size=s.batch, learning_rate=lr,
+                 logging_steps=max(1, steps // 4), warmup_steps=max(1, steps // 20))
     kwargs = dict(train_dataset=train, processing_class=task.tokenizer, data_collator=DataCollatorForSeq2Seq(task.tokenizer))
     trainer = trainer_cls(student, args=args, **kwargs)
     trainer.remove_callback(PrinterCallback)  # keep stdout for the tables
