@@ -28,7 +28,7 @@ class HubServer(http.server.ThreadingHTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self.created, self.commits, self.unexpected = [], [], []
+        self.created, self.commits, self.unexpected, self.tokens = [], [], [], set()
         self.files: dict[str, dict[str, bytes]] = {}  # repo -> path -> content
 
 
@@ -58,6 +58,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         server, path = self.server, self.path
+        server.tokens.add(self.headers.get("Authorization"))
         if path == "/api/repos/create":
             request = json.loads(body)
             repo = f"{request['organization']}/{request['name']}"
@@ -202,6 +203,7 @@ def test_push_to_hub_generator_discriminator_and_checkpoints(make_model, tokeniz
     trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", push_to_hub=True, hub_model_id="me/tiny-gan",
                            hub_private_repo=True, hub_strategy="checkpoint", save_strategy="steps", save_steps=1, max_steps=1)
     assert hub.created == [{"repo": "me/tiny-gan", "visibility": "private"}]  # created by the Trainer's init, as in transformers
+    assert hub.tokens == {"Bearer hf_dummy_token_for_tests"}
     trainer.train()  # the checkpoint at step 1 is pushed in the background; train() waits for it
     periodic = [c for c in hub.commits if c["summary"].startswith("Training in progress, step 1")]
     assert len(periodic) == 2  # the output folder, then the checkpoint as last-checkpoint/
@@ -232,13 +234,14 @@ def test_push_to_hub_generator_discriminator_and_checkpoints(make_model, tokeniz
 
 
 def test_push_discriminator_to_its_own_repo(make_model, tokenizer, data, tmp_path, hub):
-    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", hub_model_id="me/tiny-gen", save_strategy="no")
+    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", hub_model_id="me/tiny-gen", save_strategy="no", hub_token="hf_args_token")
     with pytest.raises(ValueError, match="reconstructor"):
         trainer.push_to_hub(auxiliary_hub_model_ids={"reconstructor": "me/r"})
     future = trainer.push_to_hub(blocking=False, auxiliary_hub_model_ids={"discriminator": "me/tiny-gen-discriminator"})
     trainer._finish_current_push()  # both uploads run in the background and are awaited together
     assert future.done() and trainer.push_in_progress.is_done()
     assert [c["repo"] for c in hub.created] == ["me/tiny-gen", "me/tiny-gen-discriminator"]
+    assert hub.tokens == {"Bearer hf_args_token"}  # hub_token wins over HF_TOKEN, for every request
     generator, discriminator = hub.files["me/tiny-gen"], hub.files["me/tiny-gen-discriminator"]
     assert "model.safetensors" in generator and not any(p.startswith("discriminator/") for p in generator)
     assert {"model.safetensors", "config.json", "tokenizer.json", "hf_seqgan_discriminator.json", "README.md"} <= set(discriminator)
