@@ -90,14 +90,22 @@ def _default(f: dataclasses.Field) -> str:
 
 def describe_config(name: str) -> str:
     """The method's own config fields of trainer ``name``: ``--field (type, default): help``."""
+    from .schedules import SCHEDULE_FORMS
+
     cls = config_class(name)
     fields = own_fields(cls)
     lines = [f"{cls.__module__}.{cls.__name__}: {len(fields)} fields of its own (and every Seq2SeqTrainingArguments field).", ""]
+    schedule_note = " A schedule string: " + SCHEDULE_FORMS
+    any_schedule = False
     for f in fields:
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        lines.append(f"  --{f.name} ({kind}, default {_default(f)})")
         help_text = " ".join(str(f.metadata.get("help", "")).split())
+        if schedule_note in help_text:  # said once below instead of after every schedule field
+            help_text, kind, any_schedule = help_text.replace(schedule_note, "").rstrip(".") + ".", "schedule", True
+        lines.append(f"  --{f.name} ({kind}, default {_default(f)})")
         lines.append(f"      {help_text or '(no help)'}")
+    if any_schedule:
+        lines += ["", f"A schedule is a string: {SCHEDULE_FORMS}"]
     lines += ["", f"All fields, the Trainer's included: `{PROG} config {name} --help`."]
     return "\n".join(lines)
 

@@ -43,6 +43,7 @@ def test_config_lists_the_methods_own_fields_with_their_help(capsys):
         assert " ".join(f.metadata["help"].split())[:60] in out
     assert "--learning_rate" not in out and "--per_device_train_batch_size" not in out  # the Trainer's own: with --help
     assert "hf-seqgan config adversarial --help" in out
+    assert "--tau (schedule, default '1.0')" in out and out.count("'inverse_sigmoid:k=100'") == 1  # the forms, said once
 
 
 def test_config_help_has_every_field(capsys):
