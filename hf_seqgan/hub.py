@@ -39,10 +39,12 @@ import math
 import os
 import re
 import shutil
+import socket
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 __all__ = ["METHODS", "HubPushError", "describe_schedule", "model_card", "write_model_cards", "init_repo", "push_trainer", "push_checkpoint", "templates_dir"]
 
@@ -54,6 +56,7 @@ TASK = "text2text-generation"
 BOOKKEEPING = {"output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "push_to_hub", "hub_model_id", "hub_strategy",
                "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "overwrite_output_dir"}
 TRAINING_STATE = re.compile(r"^(optimizer|scheduler|rng_state|scaler).*|^trainer_state\.json$|^hf_seqgan_training_state\.pt$")
+CONNECT_TIMEOUT = 10.0  # seconds to reach the Hub endpoint before a push gives up (see _probe)
 VERSIONED = ("hf_seqgan", "transformers", "torch", "peft", "accelerate", "datasets", "tokenizers", "huggingface_hub")
 
 
@@ -503,17 +506,31 @@ def hub_errors(action: str, token=None):
                            f"(it is read when huggingface_hub is imported) where the Hub ({constants.ENDPOINT}) is reachable, or {fix}.")
     if token is False or (token is None and get_token() is None):
         raise HubPushError(f"Cannot {action}: no Hugging Face token. Log in (`hf auth login`), set HF_TOKEN, or pass hub_token; or {fix}.")
+    unreachable = ("Cannot {action}: {endpoint} is unreachable ({error}); check HF_ENDPOINT and the network (or set HF_HUB_OFFLINE=1 "
+                   "to fail at once), or {fix}.")
+    _probe(constants.ENDPOINT, lambda err: HubPushError(unreachable.format(action=action, endpoint=constants.ENDPOINT, error=err, fix=fix)))
     try:
         yield
     except OfflineModeIsEnabled as err:
         raise HubPushError(f"Cannot {action}: offline mode was enabled during the push ({err}); {fix}.") from err
     except Exception as err:
         # httpx's TransportError (connection refused, DNS, timeouts) has no common base with OSError
-        unreachable = isinstance(err, (ConnectionError, TimeoutError)) or any(c.__name__ == "TransportError" for c in type(err).__mro__)
-        if not unreachable:
+        if not (isinstance(err, (ConnectionError, TimeoutError)) or any(c.__name__ == "TransportError" for c in type(err).__mro__)):
             raise
-        raise HubPushError(f"Cannot {action}: {constants.ENDPOINT} is unreachable ({type(err).__name__}: {err}); check HF_ENDPOINT "
-                           f"and the network, or {fix}.") from err
+        raise HubPushError(unreachable.format(action=action, endpoint=constants.ENDPOINT, error=f"{type(err).__name__}: {err}", fix=fix)) from err
+
+
+def _probe(endpoint: str, error: Callable[[str], Exception]) -> None:
+    """Open (and close) a TCP connection to the endpoint within :data:`CONNECT_TIMEOUT` seconds: the
+    client itself has no timeout, so a network that drops packets would hang a push. Skipped behind
+    a proxy, which the client goes through and this probe would not."""
+    if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    url = urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise error(f"{type(err).__name__}: {err}") from err
 
 
 def init_repo(trainer, token=None, private=None) -> None:

@@ -282,3 +282,39 @@ def test_push_fails_clearly_offline_or_without_token(make_model, tokenizer, data
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(HubPushError, match="unreachable"):
         trainer.push_to_hub()
+
+
+def test_push_never_hangs_on_a_silent_endpoint(make_model, tokenizer, data, tmp_path, monkeypatch):
+    """A Hub address that takes no connection (packets dropped) fails after CONNECT_TIMEOUT: the client has no timeout."""
+    import socket
+
+    from huggingface_hub import constants
+
+    import hf_seqgan.hub as hub_module
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    port = silent.getsockname()[1]
+    backlog = []
+    for _ in range(4):  # fill the accept queue: Linux then drops further SYNs, as a dead network would
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        backlog.append(client)
+    try:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.3).close()
+            pytest.skip("this system's TCP stack accepts past a full backlog: no silent endpoint to test against")
+        except TimeoutError:
+            pass
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("HF_TOKEN", "hf_dummy")
+        monkeypatch.setattr(hub_module, "CONNECT_TIMEOUT", 0.5)
+        trainer = _adversarial(make_model, tokenizer, data, tmp_path, save_strategy="no")
+        with pytest.raises(HubPushError, match="unreachable.*TimeoutError"):
+            trainer.push_to_hub()
+    finally:
+        for sock in backlog + [silent]:
+            sock.close()
