@@ -3,8 +3,20 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+class BuildPyWithModelCards(build_py):
+    """Ship the top-level model_cards/ templates inside the package (hf_seqgan/model_cards/) in wheels;
+    an editable install reads them from the checkout."""
+
+    def run(self):
+        super().run()
+        if not self.editable_mode:
+            self.copy_tree(str(HERE / "model_cards"), str(Path(self.build_lib) / "hf_seqgan" / "model_cards"))
+
 
 setup(
     name="hf_seqgan",
@@ -30,11 +42,13 @@ setup(
         "accelerate>=1.4",
         "huggingface-hub>=1.0",
         "numpy",
+        "jinja2",
     ],
     extras_require={
         "dev": ["pytest>=8", "scipy", "rouge_score", "sacrebleu>=2", "nltk", "absl-py", "matplotlib", "jinja2"],
         "examples": ["rouge_score", "sacrebleu>=2", "nltk", "absl-py", "matplotlib", "jinja2"],
     },
+    cmdclass={"build_py": BuildPyWithModelCards},
     entry_points={"console_scripts": ["hf-seqgan = hf_seqgan.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
