@@ -21,6 +21,14 @@ Order within a step: sample -> rewards from the current D -> generator loss -> D
 samples. D's update accumulates over gradient-accumulation micro-batches like the generator's, so
 accumulation is exact (with deterministic decoding and no moving-average baseline, 2 x 8 equals
 1 x 16). Evaluation is the plain teacher-forced loss, as in `Seq2SeqTrainer`.
+
+Several processes (``accelerate launch`` / ``torchrun``, DDP; gloo on CPU): the REINFORCE forward
+goes through the DDP-wrapped generator and D's update through its DDP-wrapped copy, so both are
+averaged over the processes; the Gumbel mode decodes through the unwrapped generator step by step,
+so the trainer averages the generator's gradients itself at the optimizer-step boundary. The MLE
+term divides by the label count over every process and the moving-average baseline follows the
+mean reward over every process, so that with deterministic decoding 2 processes x 8 equal
+1 process x 16 (tested). The KL and entropy terms are averaged per process.
 """
 
 from __future__ import annotations

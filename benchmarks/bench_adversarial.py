@@ -1,0 +1,266 @@
+"""Benchmark of AdversarialTrainer: step time of each generator-update mode against Seq2SeqTrainer,
+and batched Monte-Carlo rewards against a naive loop, each measured side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_adversarial.py                    # both parts (see RESULTS.md)
+    python benchmarks/bench_adversarial.py --part mc          # only the Monte-Carlo rewards
+    python benchmarks/bench_adversarial.py --quick            # seconds: the CI smoke run
+    python benchmarks/bench_adversarial.py --json rows.json   # the speed figures as rows (run_all.py)
+
+1. **Step time.** One optimizer step (``trainer.training_step`` = sampling, rewards, forward +
+   backward of the generator and the discriminator's own update, then ``optimizer.step()``) of each
+   mode against `Seq2SeqTrainer` on copies of the same tiny BART and the same batch (batch 16,
+   source 64, target 20 tokens, no padding). Every adversarial variant samples exactly 20 tokens
+   (``min_new_tokens = max_new_tokens``: an untrained model's EOS would otherwise make the work
+   vary), uses the default discriminator, and keeps the MLE term (weight 1; it shares the
+   generator's forward). In every repeat all variants run once, in an order rotated from repeat to
+   repeat, with the garbage collector paused, after one untimed warm-up step each; the ratio is
+   taken against `Seq2SeqTrainer` *in the same repeat*; min / median / max are over the repeats.
+2. **Monte-Carlo rewards** (SeqGAN), N = 8 completions of each of the T - 1 proper prefixes of
+   T = 20 sampled tokens, batch 16, scored by the discriminator. *Batched*:
+   :func:`hf_seqgan.rewards.monte_carlo_rewards` (the encoder output reused, every prefix and
+   completion in one decode, one discriminator call). *Naive*: what a loop over the sampler does,
+   as in SeqGAN's reference code: one call of the engine's sampler per prefix length and rollout
+   (``continue_from`` with one prefix length and one sample, which encodes the sources again), each
+   output scored by its own discriminator call, averaged. Both are timed interleaved; the ratio is
+   naive / batched in the same repeat (goal >= 10). Being samples, the two differ row by row;
+   their means over the batch are compared with a paired z-score over the rows. The judge is a random
+   default discriminator whose output layer is scaled up so that its scores spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout that is not pip-installed
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from hf_seqgan.discriminators import build_default_discriminator  # noqa: E402
+from hf_seqgan.rewards import DiscriminatorReward, monte_carlo_rewards  # noqa: E402
+from hf_seqgan.rollout import RolloutEngine  # noqa: E402
+from hf_seqgan.tiny import build_tiny_model  # noqa: E402
+from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
+
+MC_GOAL = ">= 10x"
+
+
+def step_variants(rollouts: int) -> dict:
+    """name -> AdversarialConfig fields (None: Seq2SeqTrainer)."""
+    return {
+        "Seq2SeqTrainer": None,
+        "reinforce, moving-average baseline": dict(baseline="moving_average"),
+        "reinforce, self-critical baseline": dict(baseline="self_critical"),
+        "reinforce, leave-one-out (2 samples)": dict(baseline="leave_one_out", num_samples=2),
+        f"reinforce + MC rollouts N={rollouts}": dict(rollouts=rollouts),
+        "reinforce + step-level rewards": dict(step_rewards=True, gamma=0.95),
+        "gumbel (straight-through)": dict(generator_update="gumbel"),
+    }
+
+
+@dataclasses.dataclass
+class Settings:
+    """What one run measures; ``quick()`` is the CI smoke size."""
+
+    batch: int = 16
+    source_length: int = 64
+    target_length: int = 20
+    rollouts: int = 8
+    repeats: int = 10
+    mc_repeats: int = 5
+    d_model: int = 64  # tiny BART: 2 encoder + 2 decoder layers, 4 heads
+    ffn: int = 256
+    vocab_size: int = 500
+    threads: int = 1
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(batch=4, source_length=16, target_length=6, rollouts=2, repeats=2, mc_repeats=2, d_model=32, ffn=64)
+
+
+def _model(settings: Settings, tok):
+    return build_tiny_model("bart", tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+
+
+def _trainer(model, fields, tok, output_dir: str, settings: Settings):
+    common = dict(output_dir=output_dir, report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True, learning_rate=1e-4)
+    if fields is None:
+        trainer = Seq2SeqTrainer(model, Seq2SeqTrainingArguments(**common), data_collator=DataCollatorForSeq2Seq(tok), processing_class=tok)
+    else:
+        length = settings.target_length
+        args = AdversarialConfig(**common, max_new_tokens=length, min_new_tokens=length, **fields)
+        trainer = AdversarialTrainer(model, args=args, processing_class=tok)
+    trainer.remove_callback(PrinterCallback)
+    trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = 1
+    return trainer
+
+
+def _interleaved(calls: dict, repeats: int) -> dict:
+    """Seconds per call of each function, all run once per repeat in a rotated order, GC paused."""
+    names = list(calls)
+    times = {name: [] for name in names}
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                start = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return times
+
+
+def _batch(settings: Settings, tok) -> dict:
+    g = torch.Generator().manual_seed(0)
+    batch = {"input_ids": _random_ids(settings.batch, settings.source_length, tok, g), "labels": _random_ids(settings.batch, settings.target_length, tok, g)}
+    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    return batch
+
+
+# ------------------------------------------------------------------ 1. step time
+def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
+    batch = _batch(settings, tok)
+    count = batch["labels"].ne(-100).sum()
+    base = _model(settings, tok)
+    trainers = {}
+    for name, fields in step_variants(settings.rollouts).items():
+        model = _model(settings, tok)
+        model.load_state_dict(base.state_dict())
+        trainers[name] = _trainer(model, fields, tok, output_dir, settings)
+        _optimizer_step(trainers[name], batch, count)  # warm-up
+    times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
+    print(f"\n### Step time, tiny BART (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
+          f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
+    print("| variant | median ms/step | ratio median | ratio min | ratio max |")
+    print("|---|---|---|---|---|")
+    rows, ref = [], times["Seq2SeqTrainer"]
+    for name, values in times.items():
+        ratios = [t / b for t, b in zip(values, ref)]
+        print(f"| {name} | {1000 * statistics.median(values):.1f} | {statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |")
+        if name != "Seq2SeqTrainer":
+            rows.append({"benchmark": "adversarial", "figure": f"optimizer step, {name}, target {settings.target_length}",
+                         "baseline": "Seq2SeqTrainer step", "ratios": ratios, "goal": None})
+    return rows
+
+
+# ------------------------------------------------------------------ 2. Monte-Carlo rewards
+@torch.no_grad()
+def naive_monte_carlo_rewards(engine: RolloutEngine, batch: dict, rollout, score, num_rollouts: int, **sampling) -> torch.Tensor:
+    """Per-token rewards `(R, T)` as a loop over the sampler computes them: for every prefix length
+    and every rollout, one sampler call on the whole batch (sources encoded again) and one
+    discriminator call; the last real token gets the full sequence's score."""
+    rows, steps = rollout.sequences.shape
+    final = score(rollout.sequences, rollout.attention_mask, rollout.source_index)  # (R,)
+    rewards = final[:, None].expand(rows, steps).clone()  # (R, T)
+    for t in range(1, steps):
+        total = torch.zeros(rows)
+        for _ in range(num_rollouts):
+            out = engine.continue_from(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], prefixes=rollout.sequences,
+                                       prefix_lengths=torch.tensor([t]), num_samples=1, max_length=steps, **sampling)
+            total += score(out.sequences, out.attention_mask, rollout.source_index[out.source_index])
+        rewards[:, t - 1] = total / num_rollouts
+    last = (rollout.attention_mask.sum(-1) - 1).clamp_min(0)  # (R,)
+    rewards.scatter_(1, last[:, None], final[:, None])
+    return rewards * rollout.attention_mask
+
+
+def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
+    batch = _batch(settings, tok)
+    model = _model(settings, tok).eval()
+    engine = RolloutEngine(model, tok)
+    disc = build_default_discriminator(tok, seed=0, dropout=0.0).eval()
+    disc.model.classifier.weight.data.mul_(100.0)  # spread the random judge's scores (std ~1 logit) so the means compare something
+    reward = DiscriminatorReward(disc, kind="logit")
+
+    def score(sequences, mask, source_index):
+        return reward(sequences, mask, source_index, source_ids=batch["input_ids"])
+
+    torch.manual_seed(0)
+    length = settings.target_length
+    src = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    fakes = engine.sample(**src, max_new_tokens=length, min_new_tokens=length)
+    results = {}
+
+    def batched():
+        with torch.no_grad():
+            results["batched"] = monte_carlo_rewards(engine, engine.encode(**src), fakes, score, num_rollouts=settings.rollouts)
+
+    def naive():
+        results["naive"] = naive_monte_carlo_rewards(engine, src, fakes, score, settings.rollouts)
+
+    batched(), naive()  # warm-up
+    times = _interleaved({"batched": batched, "naive": naive}, settings.mc_repeats)
+    speedups = [n / b for n, b in zip(times["naive"], times["batched"])]
+    # the two are samples: compare their row means (over the T - 1 Monte-Carlo positions), paired by row
+    b, n = results["batched"][:, :-1], results["naive"][:, :-1]  # (R, T-1)
+    diff = (b - n).mean(-1)  # (R,)
+    z = float(diff.mean() / (diff.std() / diff.numel() ** 0.5))
+    calls = (length - 1) * settings.rollouts
+    print(f"\n### Monte-Carlo rewards, N = {settings.rollouts}, T = {length}, batch {settings.batch} "
+          f"({settings.mc_repeats} repeats; naive = {calls} sampler calls and {calls + 1} discriminator calls, batched = 1 + 1 + 1)\n")
+    print("| method | median ms | speed-up median | speed-up min | speed-up max | mean reward (positions 1..T-1) | std over entries |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| batched (`monte_carlo_rewards`) | {1000 * statistics.median(times['batched']):.0f} | {statistics.median(speedups):.1f} "
+          f"| {min(speedups):.1f} | {max(speedups):.1f} | {b.mean():.4f} | {b.std():.4f} |")
+    print(f"| naive loop | {1000 * statistics.median(times['naive']):.0f} | 1 | | | {n.mean():.4f} | {n.std():.4f} |")
+    full_equal = torch.allclose(results["batched"][:, -1], results["naive"][:, -1])
+    print(f"\nMean difference batched - naive {float(diff.mean()):+.4f} (paired z over {diff.numel()} rows: {z:+.2f}; |z| < 3: "
+          f"{'same mean' if abs(z) < 3 else '**means differ**'}); last token (full-sequence score) identical: {full_equal}.")
+    return [{"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up of one batched decode",
+             "baseline": "naive loop (one sampler call per prefix and rollout)", "ratios": speedups, "goal": MC_GOAL}]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the CI smoke size (seconds)")
+    parser.add_argument("--part", choices=["steps", "mc", "both"], default="both")
+    parser.add_argument("--repeats", type=int, help="step-time repeats")
+    parser.add_argument("--mc_repeats", type=int, help="Monte-Carlo repeats")
+    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--json", default=None, help="write the speed figures as JSON rows to this file (see benchmarks/run_all.py)")
+    parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_adversarial"))
+    cli = parser.parse_args(argv)
+    settings = Settings.quick() if cli.quick else Settings()
+    for field in ("repeats", "mc_repeats", "threads"):
+        if getattr(cli, field) is not None:
+            settings = dataclasses.replace(settings, **{field: getattr(cli, field)})
+    torch.set_num_threads(settings.threads)
+    hf_logging.set_verbosity_error()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {settings.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
+    tok = _tokenizer(settings)
+    rows: list = []
+    if cli.part in ("steps", "both"):
+        rows += bench_steps(settings, tok, cli.output_dir)
+    if cli.part in ("mc", "both"):
+        rows += bench_monte_carlo(settings, tok)
+    if cli.json:
+        with open(cli.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
