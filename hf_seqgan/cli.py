@@ -148,7 +148,7 @@ def _summary(path: Path) -> str:
         return "(cannot be parsed)"
     text = " ".join(doc.split("\n\n")[0].split())
     first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
-    return (first if len(first) <= 110 else first[:109].rstrip() + "…") or "(no docstring)"
+    return (first if len(first) <= 110 else first[:108].rsplit(" ", 1)[0] + " …") or "(no docstring)"
 
 
 def recipes() -> dict:
