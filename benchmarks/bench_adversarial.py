@@ -61,7 +61,8 @@ from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
+from bench_professor_forcing import _batch  # noqa: E402  (the same random batch)
+from bench_scheduled_sampling import _optimizer_step, _tokenizer  # noqa: E402  (the same step)
 
 MC_GOAL = ">= 10x"
 
@@ -133,16 +134,9 @@ def _interleaved(calls: dict, repeats: int) -> dict:
     return times
 
 
-def _batch(settings: Settings, tok) -> dict:
-    g = torch.Generator().manual_seed(0)
-    batch = {"input_ids": _random_ids(settings.batch, settings.source_length, tok, g), "labels": _random_ids(settings.batch, settings.target_length, tok, g)}
-    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
-    return batch
-
-
 # ------------------------------------------------------------------ 1. step time
 def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
-    batch = _batch(settings, tok)
+    batch = _batch(settings, tok, settings.target_length)
     count = batch["labels"].ne(-100).sum()
     base = _model(settings, tok)
     trainers = {}
@@ -188,7 +182,7 @@ def naive_monte_carlo_rewards(engine: RolloutEngine, batch: dict, rollout, score
 
 
 def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
-    batch = _batch(settings, tok)
+    batch = _batch(settings, tok, settings.target_length)
     model = _model(settings, tok).eval()
     engine = RolloutEngine(model, tok)
     disc = build_default_discriminator(tok, seed=0, dropout=0.0).eval()
