@@ -45,13 +45,6 @@ def test_plot_training_after_a_real_adversarial_run(make_model, tokenizer, corpu
     assert "pg_loss" in panels["adversarial objective"] and "learning_rate" in panels["learning rate"]
     assert not drawn & {"epoch", "step", "train_runtime", "train_loss", "total_flos"}
 
-    # a selection of keys, another path
-    out, panels = plot_training(tmp_path, path=tmp_path / "plots" / "d.png", keys=[r"^d_"], return_panels=True)
-    assert set(panels) == {"discriminator accuracy", "discriminator loss"}
-    assert (tmp_path / "plots" / "d.png").read_bytes()[:8] == PNG_MAGIC
-    with pytest.raises(ValueError, match=r"no logged figure to draw matching \['nothing'\]"):
-        plot_training(tmp_path, keys=["nothing"])
-
 
 def test_panels_of_every_trainer_by_name_pattern():
     """Keys recorded by the scheduled-sampling, professor-forcing and cycle trainers land in their panels."""
@@ -93,3 +86,13 @@ def test_clear_errors(tmp_path):
     (tmp_path / "checkpoint-10" / "trainer_state.json").write_text(json.dumps({"global_step": 10, "log_history": [{"step": 10, "loss": 1.0}]}))
     assert find_trainer_state(tmp_path) == tmp_path / "checkpoint-10" / "trainer_state.json"
     assert plot_training(tmp_path / "checkpoint-10" / "trainer_state.json") == str(tmp_path / "checkpoint-10" / "training_curves.png")
+
+
+def test_key_selection_and_path(tmp_path):
+    history = [{"step": s, "loss": 1.0 / s, "d_loss": 0.7, "d_acc_real": 0.6, "d_acc_fake": 0.5, "reward": 0.1 * s} for s in (1, 2)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 2, "log_history": history}))
+    out, panels = plot_training(tmp_path, path=tmp_path / "plots" / "d.png", keys=[r"^d_"], return_panels=True)
+    assert out == str(tmp_path / "plots" / "d.png") and panels == {"discriminator accuracy": ["d_acc_fake", "d_acc_real"], "discriminator loss": ["d_loss"]}
+    assert (tmp_path / "plots" / "d.png").read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match=r"no logged figure to draw matching \['nothing'\]"):
+        plot_training(tmp_path, keys=["nothing"])
