@@ -146,7 +146,8 @@ def main(argv=None):
 
     # 10. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                  samples=samples, table=table, title=f"Story generation ({method}; {k} stories per prompt)")
+                          samples=samples, table=table, title=f"Story generation ({method}; {k} stories per prompt)",
+                          plot=data_args.plot_curves)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def main(argv=None):
 
     # 9. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                  samples=samples, table=table, title=f"Style transfer {names[0]} <-> {names[1]}")
+                          samples=samples, table=table, title=f"Style transfer {names[0]} <-> {names[1]}",
+                          plot=data_args.plot_curves)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,8 @@ def main(argv=None):
 
     # 9. What was done, as tables; results.json and the training curves in output_dir.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                  samples=samples, table=table, title=f"Summarization ({'unsupervised, cycle' if data_args.unsupervised else method})")
+                          samples=samples, table=table, title=f"Summarization ({'unsupervised, cycle' if data_args.unsupervised else method})",
+                          plot=data_args.plot_curves)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def main(argv=None):
 
     # 8. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                  samples=samples, table=table, title=f"Unsupervised translation {src} -> {tgt}")
+                          samples=samples, table=table, title=f"Unsupervised translation {src} -> {tgt}",
+                          plot=data_args.plot_curves)
 
 
 if __name__ == "__main__":

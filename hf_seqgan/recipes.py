@@ -91,6 +91,7 @@ class DataArguments:
     synthetic_train_size: int = field(default=2000, metadata={"help": "Synthetic training items when no data is given."})
     synthetic_eval_size: int = field(default=100, metadata={"help": "Synthetic validation items when no data is given."})
     num_printed_samples: int = field(default=3, metadata={"help": "Sample outputs printed at the end."})
+    plot_curves: bool = field(default=True, metadata={"help": "Draw the training curves into output_dir/training_curves.png at the end."})
 
     def __post_init__(self):
         for name in ("train_target_file", "validation_file", "validation_target_file"):
@@ -512,7 +513,7 @@ def flatten_table(table: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str, output_dir: str, samples: Sequence[dict] = (),
-           table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results") -> dict[str, float]:
+           table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results", plot: bool = True) -> dict[str, float]:
     """The last step of every recipe: sample outputs, what was run, a table comparing systems
     (``table``: row -> column -> value), every metric, ``results.json`` and the training curves."""
     for key, value in metrics.items():
@@ -541,11 +542,9 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
-    try:
+    if plot and os.path.isfile(os.path.join(output_dir, "trainer_state.json")):
         from .plotting import plot_training
-    except ImportError:  # the plotting module lands with the metrics package
-        plot_training = None
-    if plot_training is not None and os.path.isfile(os.path.join(output_dir, "trainer_state.json")):
+
         print(f"Curves: {plot_training(output_dir)}")
     return metrics
 
