@@ -19,7 +19,7 @@ import argparse
 import ast
 import dataclasses
 import importlib
-import importlib.util
+import importlib.machinery
 import os
 import re
 import runpy
@@ -51,10 +51,16 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------- trainers
 def _is_installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether ``module`` can be found, without importing it or its parent packages."""
+    if module in sys.modules:
+        return True
+    spec, search = None, None
+    for part in module.split("."):
+        spec = importlib.machinery.PathFinder.find_spec(part, search)
+        if spec is None:
+            return False
+        search = spec.submodule_search_locations
+    return True
 
 
 def config_class(name: str) -> type:
