@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -109,3 +110,20 @@ def test_no_command_prints_help_and_module_entry_point(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         runpy.run_module("hf_seqgan", run_name="__main__")
     assert exit_.value.code == 2 and "unknown trainer 'unknown'" in capsys.readouterr().err
+
+
+def test_list_and_help_import_no_trainer(tmp_path):
+    """The command itself stays light: with the package's own imports set aside, `list` and the help
+    load neither torch nor transformers nor a trainer module (they come with `config` and `run`)."""
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('hf_seqgan'); pkg.__path__ = [{str(ROOT / 'hf_seqgan')!r}]; pkg.__file__ = {str(ROOT / 'hf_seqgan' / '__init__.py')!r}\n"
+        "sys.modules['hf_seqgan'] = pkg\n"
+        "from hf_seqgan import cli\n"
+        "assert cli.main([]) == 0 and cli.main(['list']) == 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers') or m.startswith('hf_seqgan.trainers'))\n"
+        "print('HEAVY', heavy[:5])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HEAVY []" in proc.stdout and "scheduled_sampling" in proc.stdout
