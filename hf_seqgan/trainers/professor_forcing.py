@@ -93,7 +93,8 @@ class ProfessorForcingConfig(Seq2SeqTrainingArguments):
         match_gold_length (`bool`, defaults to `True`): block EOS before each row's gold length so
             both branches have the same length; `False`: a row stops at its own EOS.
         max_free_running_steps (`int`, *optional*): truncated free running: decode at most this
-            many steps, and compare both branches on their first this-many positions.
+            many steps, and compare both branches on their first this-many positions. (D never sees
+            position 0, whose state reads only the decoder start token in both branches.)
 
         > Discriminator
 
@@ -288,6 +289,8 @@ class ProfessorForcingTrainer(BaseTrainer):
 
         # 2. free-running branch (in the graph only when the adversarial loss needs it)
         fake, fake_mask = self._free_running(enc, real_mask, width, layers, grad=weight > 0)
+        # the state at position 0 reads only the decoder start, the same in both branches: D compares from position 1
+        real, real_mask, fake, fake_mask = real[:, 1:], real_mask[:, 1:], fake[:, 1:], fake_mask[:, 1:]
 
         # 3. the generator's adversarial loss, from a snapshot of the current D (updated below, before the backward)
         total = nll
