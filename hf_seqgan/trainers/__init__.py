@@ -1,7 +1,21 @@
 """Trainers: each a thin `Seq2SeqTrainer` subclass composing the shared engines, with its config."""
 
-from ._base import BaseTrainer, apply_peft
+from ._base import BaseTrainer, apply_peft, with_default_targets
 from .adversarial import AdversarialConfig, AdversarialTrainer
+from .cycle import CycleConfig, CycleTrainer
+from .professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer
 from .scheduled_sampling import ScheduledSamplingConfig, ScheduledSamplingTrainer
 
-__all__ = ["BaseTrainer", "apply_peft", "ScheduledSamplingConfig", "ScheduledSamplingTrainer", "AdversarialConfig", "AdversarialTrainer"]
+__all__ = [
+    "BaseTrainer",
+    "apply_peft",
+    "with_default_targets",
+    "ScheduledSamplingConfig",
+    "ScheduledSamplingTrainer",
+    "ProfessorForcingConfig",
+    "ProfessorForcingTrainer",
+    "AdversarialConfig",
+    "AdversarialTrainer",
+    "CycleConfig",
+    "CycleTrainer",
+]
