@@ -76,7 +76,7 @@ from bench_scheduled_sampling import _args  # noqa: E402  (the same training arg
 class Settings:
     """One run's sizes; ``quick()`` is the CI smoke size."""
 
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = (0, 1)
     oracle_seed: int = 0
     vocab_size: int = 50
     source_length: int = 4
@@ -87,12 +87,12 @@ class Settings:
     d_model: int = 32  # the student: BART, 2 + 2 layers, 4 heads
     ffn: int = 128
     batch: int = 32
-    steps: int = 600
+    steps: int = 250  # MLE is near its plateau by then (NLL_test 2.93 at 200 steps, 2.90 at 600)
     learning_rate: float = 3e-3
-    adv_steps: int = 150
+    adv_steps: int = 100
     adv_learning_rate: float = 5e-4
-    d_pretrain: int = 50
-    rollouts: int = 4
+    d_pretrain: int = 25
+    rollouts: int = 2
     temperatures: tuple = (1.2, 1.0, 0.8, 0.6, 0.4)
     threads: int = 1
 
@@ -186,15 +186,22 @@ def mle_at_same_coverage(mle_rows: list[dict], nll_test: float):
 
 
 def verdict_table(means: dict[str, list[dict]]) -> str:
+    """Each method at T=1 against MLE cooled to the same NLL_test, and the same difference at every
+    setting of the method's sweep that MLE's sweep reaches (negative: the method is below MLE's curve)."""
     mle = means["MLE"]
-    lines = ["| method | NLL_test at T=1 | NLL_oracle at T=1 | MLE cooled to the same NLL_test: temperature, NLL_oracle | method − cooled MLE (NLL_oracle) |",
-             "|---|---|---|---|---|"]
+    lines = ["| method | NLL_test at T=1 | NLL_oracle at T=1 | MLE cooled to the same NLL_test: T, NLL_oracle | method − cooled MLE | "
+             "the same at each setting of the method (setting: Δ) |", "|---|---|---|---|---|---|"]
     for name, rows in means.items():
         row = next(r for r in rows if r["temperature"] == 1.0 and r["top_p"] == 1.0)
         match, reason = mle_at_same_coverage(mle, row["nll_test"])
         cell = f"T={match[1]:.2f}, {match[0]:.3f}" if match else reason
         delta = f"{row['nll_oracle'] - match[0]:+.3f}" if match else "–"
-        lines.append(f"| {name} | {row['nll_test']:.3f} | {row['nll_oracle']:.3f} | {cell} | {delta} |")
+        every = []
+        for r in rows:
+            m, _ = mle_at_same_coverage(mle, r["nll_test"])
+            if m is not None:
+                every.append(f"{r['setting']}: {r['nll_oracle'] - m[0]:+.3f}")
+        lines.append(f"| {name} | {row['nll_test']:.3f} | {row['nll_oracle']:.3f} | {cell} | {delta} | {', '.join(every) or '–'} |")
     return "\n".join(lines)
 
 
@@ -249,7 +256,7 @@ def run(s: Settings, methods: list[str], output_dir: str, plot: str, json_path: 
     print(f"\nFrontier plot: {plot}")
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"settings": dataclasses.asdict(s), "entropy": entropy, "means": means, "seconds": seconds}, f, indent=1)
+            json.dump({"settings": dataclasses.asdict(s), "entropy": entropy, "means": means, "sweeps": sweeps, "seconds": seconds}, f, indent=1)
 
 
 def main(argv=None) -> None:
@@ -259,13 +266,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--steps", type=int, help="MLE / scheduled sampling / professor forcing steps")
     parser.add_argument("--adv_steps", type=int, help="generator steps of the adversarial modes (and of 'MLE + more steps')")
+    parser.add_argument("--d_pretrain", type=int, help="discriminator-only steps before the adversarial modes' generator steps")
+    parser.add_argument("--rollouts", type=int, help="Monte-Carlo rollouts per prefix (REINFORCE + MC)")
     parser.add_argument("--threads", type=int, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--plot", default=None, help="where to write the frontier plot (PNG)")
     parser.add_argument("--json", default=None, help="write the mean sweeps (quality figures, not speed ratios) to this JSON file")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_oracle"))
     cli = parser.parse_args(argv)
     s = Settings.quick() if cli.quick else Settings()
-    for field in ("steps", "adv_steps", "threads"):
+    for field in ("steps", "adv_steps", "d_pretrain", "rollouts", "threads"):
         if getattr(cli, field) is not None:
             s = dataclasses.replace(s, **{field: getattr(cli, field)})
     if cli.seeds:

@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/run_all.py --quick          # seconds per benchmark: the CI smoke run of all of them
     python benchmarks/run_all.py                  # the full benchmarks (tens of minutes on 2 shared cores)
-    python benchmarks/run_all.py --only rollout decoding --json all.json
+    python benchmarks/run_all.py --only rollout decoding --repeats 5 --json all.json
 
 Each benchmark script (``bench_rollout``, ``bench_decoding``, ``bench_scheduled_sampling`` (its
 speed part), ``bench_professor_forcing``, ``bench_adversarial``; a script not in the checkout is
@@ -68,7 +68,7 @@ def check_rows(rows, script: str) -> list[dict]:
     return rows
 
 
-def run_one(name: str, quick: bool, timeout: float) -> tuple[list[dict], str]:
+def run_one(name: str, quick: bool, timeout: float, repeats: int | None = None) -> tuple[list[dict], str]:
     """Run one benchmark script; its rows and a status line."""
     script, extra = BENCHMARKS[name]
     path = HERE / script
@@ -76,7 +76,7 @@ def run_one(name: str, quick: bool, timeout: float) -> tuple[list[dict], str]:
         return [], f"{name}: skipped ({script} is not in this checkout)"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
-        cmd = [sys.executable, str(path), *extra, *(["--quick"] if quick else []), "--json", str(out)]
+        cmd = [sys.executable, str(path), *extra, *(["--quick"] if quick else []), *(["--repeats", str(repeats)] if repeats else []), "--json", str(out)]
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         start = time.perf_counter()
         try:
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every benchmark at its CI smoke size")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--repeats", type=int, default=None, help="passed to every script (each has its own default)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per benchmark (default 600 with --quick, 5400 without)")
     parser.add_argument("--json", default=None, help="also write all rows (with the machine line) to this JSON file")
     args = parser.parse_args(argv)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     print(machine, flush=True)
     rows, status, failed = [], [], False
     for name in names:
-        got, line = run_one(name, args.quick, timeout)
+        got, line = run_one(name, args.quick, timeout, args.repeats)
         print(line, file=sys.stderr, flush=True)
         failed |= "**failed**" in line
         rows += got
