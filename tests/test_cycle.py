@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 
 from hf_seqgan.discriminators import SequenceDiscriminator
@@ -112,20 +111,28 @@ def test_shared_model_with_direction_tokens(position, make_model, tokenizer, dom
     assert trainer.reconstructor is None and not any(name == "reconstructor" for name in trainer._auxiliaries)
     en, de = tokenizer.convert_tokens_to_ids(EN), tokenizer.convert_tokens_to_ids(DE)
     src = tokenizer(["the bank of peru", "the army of japan signed"], return_tensors="pt", padding=True)
-    to_de = trainer._decode(trainer.to_y, src.input_ids, src.attention_mask, 5, None, do_sample=False)
-    to_en = trainer._decode(trainer.to_x, src.input_ids, src.attention_mask, 5, None, do_sample=False)
+    to_de = trainer.transfer(src.input_ids, src.attention_mask, to="y", max_new_tokens=5)
+    to_en = trainer.transfer(src.input_ids, src.attention_mask, to="x", max_new_tokens=5)
     if position == "decoder":  # the language code is forced first, and the source carries its own code
-        assert bool((to_de.sequences[:, 0] == de).all()) and bool((to_en.sequences[:, 0] == en).all())
+        assert bool((to_de[:, 0] == de).all()) and bool((to_en[:, 0] == en).all())
         ids, _ = trainer.to_y.encoder_input(src.input_ids, src.attention_mask)
-        assert bool((ids[:, 0] == en).all())
+        assert bool((ids[:, 0] == en).all()) and trainer.model.generation_config.forced_bos_token_id == de
     else:  # the target's tag leads the source; both directions decode from the one model
         ids, _ = trainer.to_x.encoder_input(src.input_ids, src.attention_mask)
-        assert bool((ids[:, 0] == en).all()) and not torch.equal(to_de.logprobs, to_en.logprobs)
+        scores = [trainer._decode(d, src.input_ids, src.attention_mask, 5, None, do_sample=False).logprobs for d in (trainer.to_x, trainer.to_y)]
+        assert bool((ids[:, 0] == en).all()) and not torch.equal(*scores)
     before = _params(trainer.model)
     trainer.train()
     assert _moved(before, trainer.model)
     logs = {k for h in trainer.state.log_history for k in h}
     assert {"denoising_x_loss", "backtranslation_y_loss", "reconstruction_loss"} <= logs
+    # evaluation: G's teacher-forced loss and generate() on tagged inputs
+    pairs = Dataset.from_dict({"input_ids": x["input_ids"][:4], "labels": y["input_ids"][:4]})
+    trainer.args.predict_with_generate, trainer.args.generation_max_length = True, 6
+    predictions = trainer.predict(pairs)
+    assert predictions.metrics["test_loss"] > 0 and predictions.predictions.shape[0] == 4
+    if position == "decoder":
+        assert bool((torch.as_tensor(predictions.predictions)[:, 1] == de).all())  # after the decoder start
 
 
 def test_resume_from_checkpoint_is_exact(make_model, tokenizer, domains, tmp_path):

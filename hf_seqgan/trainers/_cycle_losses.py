@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
+__all__ = ["check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
 
 X_VALUES, Y_VALUES = (0, "x", "X", "source"), (1, "y", "Y", "target")
 
@@ -26,6 +26,24 @@ def sequence_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smo
                              reduction="none", label_smoothing=label_smoothing)  # (B, T)
     counts = labels.ne(-100).sum(-1)  # (B,)
     return tokens.sum(-1) / counts.clamp_min(1)
+
+
+def check_reconstructor(reconstructor, generator, tokenizer, *, gumbel: bool) -> None:
+    """Raise a `ValueError` unless ``reconstructor`` is a seq2seq LM that can read the generator's
+    token ids (and, for Gumbel reconstruction, its soft one-hots: one vocabulary)."""
+    from ..rollout import check_seq2seq_model
+    from ..sampling import input_embedding, unwrap_model
+
+    check_seq2seq_model(reconstructor)
+    rows = input_embedding(reconstructor, "encoder").weight.shape[0]
+    if rows < len(tokenizer):
+        raise ValueError(f"The reconstructor's embedding has {rows} rows but the generator's tokenizer has {len(tokenizer)} tokens: R reads "
+                         "G's token ids, so both must use the same tokenizer (or use shared_model=True).")
+    g_vocab = unwrap_model(generator).get_output_embeddings().weight.shape[0]
+    if gumbel and rows != g_vocab:
+        raise ValueError(f"reconstruction_update='gumbel' feeds G's soft one-hots over its {g_vocab} output tokens into R's {rows}-row "
+                         "input embedding: the two need one vocabulary (the same tokenizer and vocab_size). Use "
+                         "reconstruction_update='reinforce', or a reconstructor built on G's vocabulary.")
 
 
 def target_column(dataset) -> str:

@@ -45,11 +45,11 @@ from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, 
 from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
 from ..noise import TextNoiser, check_noise
 from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, leave_one_out_baseline
-from ..rollout import RolloutEngine, check_seq2seq_model, token_logprobs
-from ..sampling import input_embedding, soft_embed, unwrap_model
+from ..rollout import RolloutEngine, token_logprobs
+from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseTrainer, apply_peft
-from ._cycle_losses import Direction, TargetDomainSampler, prepend_soft, sequence_cross_entropy, split_domains, target_column
+from ._cycle_losses import Direction, TargetDomainSampler, check_reconstructor, prepend_soft, sequence_cross_entropy, split_domains, target_column
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
@@ -214,6 +214,9 @@ class CycleTrainer(BaseTrainer):
             aux = self.auxiliary("reconstructor")
             self.to_x = Direction(aux.model, RolloutEngine(aux.model, processing_class), target_tag=tags[0], source_tag=tags[1],
                                   position=args.direction_token_position)
+        for direction in (self.to_x, self.to_y)[int(args.shared_model):]:  # plain generate() decodes into the model's own domain
+            if direction.forced_tag is not None:
+                unwrap_model(direction.model).generation_config.forced_bos_token_id = direction.forced_tag
         self.discriminator: Optional[SequenceDiscriminator] = None
         if self.weights["adversarial"].bounds()[1] > 0:
             self.discriminator = self._make_discriminator(discriminator, discriminator_processing_class, discriminator_peft_config)
@@ -237,16 +240,7 @@ class CycleTrainer(BaseTrainer):
 
     def _make_reconstructor(self, reconstructor, peft_config):
         args, tok = self.args, self.processing_class
-        check_seq2seq_model(reconstructor)
-        rows = input_embedding(reconstructor, "encoder").weight.shape[0]
-        if rows < len(tok):
-            raise ValueError(f"The reconstructor's embedding has {rows} rows but the generator's tokenizer has {len(tok)} tokens: R reads "
-                             "G's token ids, so both must use the same tokenizer (or use shared_model=True).")
-        g_vocab = unwrap_model(self.model).get_output_embeddings().weight.shape[0]
-        if args.reconstruction_update == "gumbel" and rows != g_vocab:
-            raise ValueError(f"reconstruction_update='gumbel' feeds G's soft one-hots over its {g_vocab} output tokens into R's {rows}-row "
-                             "input embedding: the two need one vocabulary (the same tokenizer and vocab_size). Use "
-                             "reconstruction_update='reinforce', or a reconstructor built on G's vocabulary.")
+        check_reconstructor(reconstructor, self.model, tok, gumbel=args.reconstruction_update == "gumbel")
         if peft_config is not None:
             reconstructor = apply_peft(reconstructor, peft_config, what="reconstructor")
         self.add_auxiliary("reconstructor", reconstructor, learning_rate=args.reconstructor_learning_rate or args.learning_rate,
@@ -339,6 +333,31 @@ class CycleTrainer(BaseTrainer):
         """`(R, T)` the mask of G's own choices: the forced direction tag left out."""
         mask = rollout.attention_mask
         return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1) if self.to_y.forced_tag is not None else mask
+
+    @torch.no_grad()
+    def transfer(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *, to: str = "y",
+                 max_new_tokens: int = 64, do_sample: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Decode a batch with G (``to="y"``) or R (``to="x"``), direction tokens included, and return
+        the output ids `(B, T)` (the forced language code, if any, stays first: decode with
+        ``skip_special_tokens=True``). Greedy unless ``do_sample``."""
+        if to not in ("x", "y"):
+            raise ValueError(f"to must be 'x' (the reconstructor's direction) or 'y' (the generator's), got {to!r}.")
+        direction = self.to_y if to == "y" else self.to_x
+        input_ids = input_ids.to(self.args.device)
+        mask = (input_ids != self.processing_class.pad_token_id).long() if attention_mask is None else attention_mask.to(self.args.device)
+        return self._decode(direction, input_ids, mask, max_new_tokens, generator, do_sample=do_sample).sequences
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """Evaluation as `Seq2SeqTrainer`'s, with G's inputs and labels carrying the direction tokens."""
+        inputs = dict(inputs)
+        if "input_ids" in inputs:
+            mask = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))
+            inputs["input_ids"], inputs["attention_mask"] = self.to_y.encoder_input(inputs["input_ids"], mask)
+        if inputs.get("labels") is not None and self.to_y.forced_tag is not None:
+            labels = inputs["labels"]
+            inputs["labels"] = self.to_y.labels(labels.clamp_min(0), labels.ne(-100).long())
+            inputs.pop("decoder_input_ids", None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
