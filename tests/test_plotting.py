@@ -4,11 +4,22 @@ import json
 
 import pytest
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from hf_seqgan.plotting import find_trainer_state, plot_training, training_panels
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Recorder(TrainerCallback):
+    """What a TensorBoard / W&B callback receives: the logs given to ``on_log``."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
 
 
 def _dataset(tokenizer, rows):
@@ -25,10 +36,13 @@ def test_plot_training_after_a_real_adversarial_run(make_model, tokenizer, corpu
     )
     trainer = AdversarialTrainer(
         make_model("bart", warm=False), args=args, train_dataset=_dataset(tokenizer, corpus[:16]), eval_dataset=_dataset(tokenizer, corpus[16:20]),
-        processing_class=tokenizer,
+        processing_class=tokenizer, callbacks=[recorder := _Recorder()],
     )
     trainer.train()
     trainer.save_state()
+    # the method's figures reach the logging callbacks, not only trainer_state.json
+    received = {k for logs in recorder.logs for k in logs}
+    assert {"d_acc_real", "d_acc_fake", "d_loss", "reward", "baseline", "adversarial_weight", "eval_loss"} <= received
     assert find_trainer_state(tmp_path) == tmp_path / "trainer_state.json"
     path, panels = plot_training(tmp_path, return_panels=True)
     assert path == str(tmp_path / "training_curves.png")
