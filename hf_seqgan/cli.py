@@ -137,7 +137,7 @@ def examples_dir() -> Path:
     import hf_seqgan
 
     folder = Path(hf_seqgan.__file__).resolve().parents[1] / "examples"
-    if not folder.is_dir():
+    if not any(folder.glob("run_*.py")):  # absent, or another project's examples/ in site-packages
         raise CLIError(
             f"the recipes are the examples/run_*.py scripts of the hf_seqgan source checkout, and this installation "
             f"({Path(hf_seqgan.__file__).parent}) has none beside it (a wheel install). Clone the repository and "

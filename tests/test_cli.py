@@ -83,6 +83,10 @@ def test_run_recipe_help_and_errors(capsys, monkeypatch, tmp_path):
     assert code == 2 and "has none beside it (a wheel install)" in err and "pip install -e ." in err and "HF_SEQGAN_EXAMPLES" in err
     code, out, _ = _run(capsys, "list")
     assert code == 0 and "Recipes" in out and "(none: " in out
+    (tmp_path / "site-packages" / "examples").mkdir(parents=True)  # another project's examples/ beside the package
+    (tmp_path / "site-packages" / "examples" / "train.py").write_text("")
+    code, _, err = _run(capsys, "run", "summarization")
+    assert code == 2 and "(a wheel install)" in err
 
     # HF_SEQGAN_EXAMPLES points at another folder of recipes; the exit status comes back
     (tmp_path / "run_echo.py").write_text("import sys\nprint('echo', sys.argv[1:])\nsys.exit(int(sys.argv[1]))\n")
