@@ -232,6 +232,14 @@ def test_clear_errors(make_model, tokenizer, domains, tmp_path):
     with pytest.raises(ValueError, match="one vocabulary"):
         CycleTrainer(model, _config(tmp_path, reconstruction_weight="1", reconstruction_update="gumbel"), train_dataset=x,
                      target_domain_dataset=y, reconstructor=bigger, processing_class=tokenizer)
+    from hf_seqgan.discriminators import build_default_discriminator
+
+    with pytest.raises(ValueError, match="judges Y-domain texts alone"):
+        CycleTrainer(model, _config(tmp_path, adversarial_weight="1"), train_dataset=x, target_domain_dataset=y, processing_class=tokenizer,
+                     discriminator=build_default_discriminator(tokenizer, conditional=True))
+    with pytest.raises(ValueError, match="adversarial_weight is 0 throughout"):
+        CycleTrainer(model, _config(tmp_path, denoising_weight="1"), train_dataset=x, target_domain_dataset=y, processing_class=tokenizer,
+                     discriminator=build_default_discriminator(tokenizer, conditional=False))
     with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
         CycleTrainer(model, _config(tmp_path, shared_model=True, x_token="<2x>", y_token="<2y>", denoising_weight="1"), train_dataset=x,
                      target_domain_dataset=y, processing_class=tokenizer)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
+__all__ = ["build_domain_discriminator", "check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
 
 X_VALUES, Y_VALUES = (0, "x", "X", "source"), (1, "y", "Y", "target")
 
@@ -44,6 +44,34 @@ def check_reconstructor(reconstructor, generator, tokenizer, *, gumbel: bool) ->
         raise ValueError(f"reconstruction_update='gumbel' feeds G's soft one-hots over its {g_vocab} output tokens into R's {rows}-row "
                          "input embedding: the two need one vocabulary (the same tokenizer and vocab_size). Use "
                          "reconstruction_update='reinforce', or a reconstructor built on G's vocabulary.")
+
+
+def build_domain_discriminator(discriminator, generator_tokenizer, args, *, discriminator_tokenizer=None, peft_config=None, vocab_size=None):
+    """The Y-domain discriminator of a cycle run: ``discriminator`` (a `SequenceDiscriminator` or a raw
+    classifier with its tokenizer) or a default one on the generator's vocabulary; unconditional, since
+    no pairs exist; checked for soft inputs when ``args.adversarial_update == "gumbel"``."""
+    from ..discriminators import SequenceDiscriminator, build_default_discriminator
+    from ._base import apply_peft
+
+    if discriminator is None:
+        discriminator = build_default_discriminator(
+            generator_tokenizer, conditional=False, hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers,
+            seed=args.seed, dropout=args.discriminator_dropout, vocab_size=vocab_size,
+        )
+    elif not isinstance(discriminator, SequenceDiscriminator):
+        if discriminator_tokenizer is None:
+            raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); or pass a SequenceDiscriminator.")
+        discriminator = SequenceDiscriminator(discriminator, discriminator_tokenizer, conditional=False)
+    if discriminator.conditional:
+        raise ValueError("The cycle discriminator judges Y-domain texts alone (real Y vs G's outputs; no pairs exist): build it with conditional=False.")
+    if peft_config is not None:
+        discriminator.model = apply_peft(discriminator.model, peft_config, what="discriminator")
+    if args.adversarial_update == "gumbel":
+        if not discriminator.shares_vocabulary(generator_tokenizer):
+            raise ValueError("adversarial_update='gumbel' feeds G's soft one-hots into D's embeddings: D must share G's vocabulary. "
+                             "Use the default discriminator or adversarial_update='reinforce'.")
+        discriminator.check_soft_inputs()
+    return discriminator
 
 
 def target_column(dataset) -> str:

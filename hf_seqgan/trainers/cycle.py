@@ -42,14 +42,14 @@ from typing import Callable, Optional
 import torch
 from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList, Seq2SeqTrainingArguments
 
-from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+from ..discriminators import SequenceDiscriminator, discriminator_loss
 from ..noise import TextNoiser, check_noise
 from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, leave_one_out_baseline
 from ..rollout import RolloutEngine, token_logprobs
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseTrainer, apply_peft
-from ._cycle_losses import Direction, TargetDomainSampler, check_reconstructor, prepend_soft, sequence_cross_entropy, split_domains, target_column
+from ._cycle_losses import Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, sequence_cross_entropy, split_domains, target_column
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
@@ -243,34 +243,20 @@ class CycleTrainer(BaseTrainer):
         check_reconstructor(reconstructor, self.model, tok, gumbel=args.reconstruction_update == "gumbel")
         if peft_config is not None:
             reconstructor = apply_peft(reconstructor, peft_config, what="reconstructor")
+        schedule = dict(lr_scheduler_type=args.lr_scheduler_type, warmup_steps=args.get_warmup_steps(args.max_steps), total_steps=args.max_steps) \
+            if args.max_steps > 0 else {}  # G's learning-rate schedule when the length is known; constant otherwise
         self.add_auxiliary("reconstructor", reconstructor, learning_rate=args.reconstructor_learning_rate or args.learning_rate,
                            weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm or None,
-                           optimizer=args.reconstructor_optimizer, processing_class=tok)
+                           optimizer=args.reconstructor_optimizer, processing_class=tok, **schedule)
         return reconstructor
 
     def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
         args = self.args
-        if discriminator is None:
-            discriminator = build_default_discriminator(
-                self.processing_class, conditional=False, hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers,
-                seed=args.seed, dropout=args.discriminator_dropout, vocab_size=unwrap_model(self.model).config.vocab_size,
-            )
-        elif not isinstance(discriminator, SequenceDiscriminator):
-            if tokenizer is None:
-                raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); or pass a SequenceDiscriminator.")
-            discriminator = SequenceDiscriminator(discriminator, tokenizer, conditional=False)
-        if discriminator.conditional:
-            raise ValueError("CycleTrainer's discriminator judges Y-domain texts alone (real Y vs G's outputs, no pairs exist): build it with conditional=False.")
-        if peft_config is not None:
-            discriminator.model = apply_peft(discriminator.model, peft_config, what="discriminator")
-        shares = discriminator.shares_vocabulary(self.processing_class)
-        if args.adversarial_update == "gumbel":
-            if not shares:
-                raise ValueError("adversarial_update='gumbel' feeds G's soft one-hots into D's embeddings: D must share G's vocabulary. "
-                                 "Use the default discriminator or adversarial_update='reinforce'.")
-            discriminator.check_soft_inputs()
+        discriminator = build_domain_discriminator(discriminator, self.processing_class, args, discriminator_tokenizer=tokenizer,
+                                                   peft_config=peft_config, vocab_size=unwrap_model(self.model).config.vocab_size)
         self.add_auxiliary("discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
                            max_grad_norm=args.discriminator_max_grad_norm or None, optimizer=args.discriminator_optimizer)
+        shares = discriminator.shares_vocabulary(self.processing_class)
         self._d_reward = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
         return discriminator
 
@@ -317,7 +303,18 @@ class CycleTrainer(BaseTrainer):
         logits = direction.model(**source, attention_mask=src_mask, decoder_input_ids=decoder_input_ids, use_cache=False).logits
         return sequence_cross_entropy(logits, labels, self.args.label_smoothing_factor)
 
-    def _decode(self, direction: Direction, ids, mask, max_new: int, generator, *, do_sample: bool, differentiable: bool = False, num_samples: int = 1):
+    def _decode(self, direction: Direction, ids, mask, max_new: int, generator, *, do_sample: bool, differentiable: bool = False,
+                num_samples: int = 1, eval_mode: bool = False):
+        """Decode with ``direction`` (its tags included); ``eval_mode``: without dropout, as Lample et al.
+        generate back-translations."""
+        was_training = direction.model.training
+        direction.model.train(was_training and not eval_mode)
+        try:
+            return self._decode_rows(direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples)
+        finally:
+            direction.model.train(was_training)
+
+    def _decode_rows(self, direction: Direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples):
         args = self.args
         ids, mask = direction.encoder_input(ids, mask)
         tag = direction.forced_tag
@@ -387,8 +384,9 @@ class CycleTrainer(BaseTrainer):
             r_loss, g_loss = r_loss + w["denoising"] * den_x, g_loss + w["denoising"] * den_y
             self.record(denoising_x_loss=den_x.detach(), denoising_y_loss=den_y.detach())
         if w["backtranslation"] > 0:
-            y_hat = self._decode(self.to_y, x, x_mask, args.max_new_tokens or y.shape[1], generator, do_sample=args.backtranslation_do_sample)
-            x_hat = self._decode(self.to_x, y, y_mask, args.reconstruction_max_new_tokens or x.shape[1], generator, do_sample=args.backtranslation_do_sample)
+            bt = dict(do_sample=args.backtranslation_do_sample, eval_mode=True)
+            y_hat = self._decode(self.to_y, x, x_mask, args.max_new_tokens or y.shape[1], generator, **bt)
+            x_hat = self._decode(self.to_x, y, y_mask, args.reconstruction_max_new_tokens or x.shape[1], generator, **bt)
             bt_x = self._forward(self.to_x, y_hat.sequences, y_hat.attention_mask, x, x_mask).mean()
             bt_y = self._forward(self.to_y, x_hat.sequences, x_hat.attention_mask, y, y_mask).mean()
             r_loss, g_loss = r_loss + w["backtranslation"] * bt_x, g_loss + w["backtranslation"] * bt_y
