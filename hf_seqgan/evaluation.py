@@ -30,8 +30,12 @@ Examples:
 ...                          metrics=("distinct",), **task.decode_kwargs)
 >>> abs(rows[0]["nll_reference"] - rows[0]["nll_self"]) < 1e-5  # its own samples at T=1: scored = sampled log-probs
 True
->>> print(sweep_table({"oracle": rows}, columns=("nll_reference", "nll_test")).splitlines()[0])
-| model | setting | nll_reference | nll_test |
+>>> print(sweep_table({"oracle": rows}, columns=("nll_reference", "nll_self", "nll_test", "distinct_2")))
+| model | setting | nll_reference | nll_self | nll_test | distinct_2 |
+|---|---|---|---|---|---|
+| oracle | T=1 | 1.712 | 1.712 | 1.798 | 0.688 |
+| oracle | T=0.5 | 1.233 | 0.976 | 2.168 | 0.518 |
+
 ```
 """
 

@@ -32,6 +32,7 @@ Examples:
 >>> test = task.sample_dataset(256, seed=2)  # NLL of its own samples and the exact entropy along them (nats/token)
 >>> round(task.nll(test["input_ids"], test["labels"]), 3), round(task.entropy(test["input_ids"], test["labels"]), 3)
 (1.885, 1.9)
+
 ```
 """
 
