@@ -77,12 +77,16 @@ def config_class(name: str) -> type:
         ) from err
 
 
-def own_fields(cls: type) -> list:
-    """The dataclass fields ``cls`` adds to transformers' training arguments it builds on."""
+def _base_arguments(cls: type) -> type:
+    """The transformers arguments class ``cls`` builds on."""
     from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
-    base = TrainingArguments if cls is Seq2SeqTrainingArguments else Seq2SeqTrainingArguments
-    inherited = {f.name for f in dataclasses.fields(base)}
+    return TrainingArguments if cls is Seq2SeqTrainingArguments else Seq2SeqTrainingArguments
+
+
+def own_fields(cls: type) -> list:
+    """The dataclass fields ``cls`` adds to transformers' training arguments it builds on."""
+    inherited = {f.name for f in dataclasses.fields(_base_arguments(cls))}
     return [f for f in dataclasses.fields(cls) if f.init and f.name not in inherited and not f.name.startswith("_")]
 
 
@@ -100,7 +104,8 @@ def describe_config(name: str) -> str:
 
     cls = config_class(name)
     fields = own_fields(cls)
-    lines = [f"{cls.__module__}.{cls.__name__}: {len(fields)} fields of its own (and every Seq2SeqTrainingArguments field).", ""]
+    base = _base_arguments(cls).__name__
+    lines = [f"{cls.__module__}.{cls.__name__}: the {len(fields)} fields it adds to {base}.", ""]
     schedule_note = " A schedule string: " + SCHEDULE_FORMS
     any_schedule = False
     for f in fields:
