@@ -191,11 +191,11 @@ def test_one_dataset_with_a_domain_column(make_model, tokenizer, domains, tmp_pa
     assert ids.shape[0] == 4 and all(row in y["input_ids"] for row in [r[m.bool()].tolist() for r, m in zip(ids, mask)])
 
 
-def test_supervised_pairs_train_both_directions(make_model, tokenizer, corpus, domains, tmp_path):
+def test_supervised_pairs_train_both_directions_and_unpaired_rows_are_skipped(make_model, tokenizer, corpus, domains, tmp_path):
     _, y = domains
     rows = corpus[:16]
     paired = Dataset.from_dict({"input_ids": tokenizer([r["article"] for r in rows], truncation=True, max_length=24).input_ids,
-                                "labels": tokenizer([r["headline"] for r in rows], truncation=True, max_length=10).input_ids})
+                                "labels": tokenizer([r["headline"] for r in rows], truncation=True, max_length=10).input_ids[:8] + [[]] * 8})
     trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, supervised_weight="1"), train_dataset=paired, target_domain_dataset=y,
                            processing_class=tokenizer)
     before = {"G": _params(trainer.model), "R": _params(trainer.reconstructor)}
