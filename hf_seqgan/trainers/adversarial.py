@@ -505,6 +505,8 @@ class AdversarialTrainer(BaseTrainer):
         ``no_sync``), so DDP's reducer never fires: average the accumulated gradients over the
         processes here, at the optimizer-step boundary, in one flat all-reduce."""
         params = [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
+        if all(p.grad is None for p in params):
+            return  # no generator loss this step (discriminator pre-training), on every process alike
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
