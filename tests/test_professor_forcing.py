@@ -136,7 +136,8 @@ def test_families_lora_and_gradient_paths(family, options, make_model, tokenizer
     lora = family.endswith("-lora")
     model = make_model(family.split("-")[0], warm=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = _trainer(model, tmp_path, dataset, tokenizer, peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM", r=4) if lora else None, **options)
+    trainer = _trainer(model, tmp_path, dataset, tokenizer, peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM", r=4) if lora else None,
+                       max_steps=1, **options)
     batch = trainer.data_collator([dataset[i] for i in range(8)])
     adversarial, nll = _grads(trainer, batch, "1"), _grads(trainer, batch, "0")
     decoder = [k for k in nll if "decoder" in k and "lm_head" not in k]
