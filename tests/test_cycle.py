@@ -204,6 +204,30 @@ def test_supervised_pairs_train_both_directions_and_unpaired_rows_are_skipped(ma
     assert {"supervised_x_loss", "supervised_y_loss"} <= {k for h in trainer.state.log_history for k in h}
 
 
+def test_lora_on_both_models_and_a_discriminator_with_its_own_vocabulary(make_model, tokenizer, corpus, domains, tmp_path):
+    from peft import LoraConfig
+
+    from hf_seqgan.discriminators import build_default_discriminator
+    from hf_seqgan.tiny import train_tokenizer
+
+    x, y = domains
+    other = train_tokenizer([r["headline"] for r in corpus], vocab_size=300)  # D reads texts: a text round trip
+    lora = dict(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, reconstruction_weight="1", adversarial_weight="1"), train_dataset=x,
+                           target_domain_dataset=y, processing_class=tokenizer, peft_config=LoraConfig(**lora),
+                           reconstructor_peft_config=LoraConfig(**lora), discriminator=build_default_discriminator(other, conditional=False))
+    assert trainer._d_reward.text_path
+    models = {"G": trainer.model, "R": trainer.reconstructor, "D": trainer.discriminator}
+    before = {k: _params(m) for k, m in models.items()}
+    trainer.train()
+    for key in ("G", "R"):  # only the adapters move
+        moved = {n for n, p in models[key].named_parameters() if not torch.equal(before[key][n], p)}
+        assert moved and all("lora_" in n for n in moved), (key, sorted(moved)[:3])
+    assert _moved(before["D"], trainer.discriminator)
+    trainer.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "reconstructor" / "adapter_config.json").exists()
+
+
 def test_reconstruction_loss_drops_on_a_copy_task(make_model, tokenizer, corpus, tmp_path):
     """X and Y are both headlines: G may copy, R copies back; R(G(x)) must learn to recover x."""
     heads = tokenizer([r["headline"] for r in corpus[:64]], truncation=True, max_length=10).input_ids
