@@ -25,115 +25,111 @@ The public API is listed in ``__all__``. The building blocks:
   built locally, for tests and quick runs with no network.
 """
 
-from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
-from .evaluation import heldout_nll, mean_sweeps, plot_frontier, sweep_table, temperature_sweep, text_metrics
-from .hidden_discriminator import HiddenStateDiscriminator
-from .hub import HubPushError, describe_schedule, model_card, write_model_cards
-from .logits_process import DiscriminatorGuidedLogitsProcessor, GumbelSamplingLogitsProcessor, TemperatureScheduleLogitsWarper, sentence_end_token_ids
-from .metrics import available_metrics, distinct_n, load_metric, self_bleu
-from .noise import TextNoiser, add_noise
-from .oracle import OracleTask, student_nll
-from .plotting import plot_training
-from .reranking import RerankOutput, generate_and_rerank
-from .rewards import (
-    DiscriminatorReward,
-    MovingAverageBaseline,
-    TextReward,
-    discounted_returns,
-    leave_one_out_baseline,
-    monte_carlo_rewards,
-    self_critical_baseline,
-    step_level_rewards,
-)
-from .rollout import Encoded, Rollout, RolloutEngine, check_seq2seq_model
-from .sampling import gumbel_max_sample, gumbel_noise, gumbel_softmax, soft_embed
-from .schedules import (
-    ConstantSchedule,
-    CosineSchedule,
-    ExponentialSchedule,
-    InverseSigmoidSchedule,
-    LinearSchedule,
-    PiecewiseSchedule,
-    Schedule,
-    as_schedule,
-    schedule_field,
-)
-
-from .trainers import (
-    AdversarialConfig,
-    AdversarialTrainer,
-    CycleConfig,
-    CycleTrainer,
-    ProfessorForcingConfig,
-    ProfessorForcingTrainer,
-    ScheduledSamplingConfig,
-    ScheduledSamplingTrainer,
-)
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "Schedule",
-    "ConstantSchedule",
-    "LinearSchedule",
-    "ExponentialSchedule",
-    "InverseSigmoidSchedule",
-    "CosineSchedule",
-    "PiecewiseSchedule",
-    "as_schedule",
-    "schedule_field",
-    "gumbel_noise",
-    "gumbel_max_sample",
-    "gumbel_softmax",
-    "soft_embed",
-    "Rollout",
-    "Encoded",
-    "RolloutEngine",
-    "check_seq2seq_model",
-    "TemperatureScheduleLogitsWarper",
-    "GumbelSamplingLogitsProcessor",
-    "DiscriminatorGuidedLogitsProcessor",
-    "sentence_end_token_ids",
-    "generate_and_rerank",
-    "RerankOutput",
-    "SequenceDiscriminator",
-    "build_default_discriminator",
-    "discriminator_loss",
-    "DiscriminatorReward",
-    "TextReward",
-    "monte_carlo_rewards",
-    "step_level_rewards",
-    "discounted_returns",
-    "MovingAverageBaseline",
-    "leave_one_out_baseline",
-    "self_critical_baseline",
-    "ScheduledSamplingConfig",
-    "ScheduledSamplingTrainer",
-    "ProfessorForcingConfig",
-    "ProfessorForcingTrainer",
-    "AdversarialConfig",
-    "AdversarialTrainer",
-    "CycleConfig",
-    "CycleTrainer",
-    "HiddenStateDiscriminator",
-    "add_noise",
-    "TextNoiser",
-    "load_metric",
-    "available_metrics",
-    "distinct_n",
-    "self_bleu",
-    "temperature_sweep",
-    "heldout_nll",
-    "text_metrics",
-    "mean_sweeps",
-    "sweep_table",
-    "plot_frontier",
-    "OracleTask",
-    "student_nll",
-    "plot_training",
-    "model_card",
-    "write_model_cards",
-    "describe_schedule",
-    "HubPushError",
-    "__version__",
-]
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that `import hf_seqgan`
+# and the `hf-seqgan` command stay fast; `from hf_seqgan import X` works as usual.
+_LAZY = {
+    "Schedule": ".schedules",
+    "ConstantSchedule": ".schedules",
+    "LinearSchedule": ".schedules",
+    "ExponentialSchedule": ".schedules",
+    "InverseSigmoidSchedule": ".schedules",
+    "CosineSchedule": ".schedules",
+    "PiecewiseSchedule": ".schedules",
+    "as_schedule": ".schedules",
+    "schedule_field": ".schedules",
+    "gumbel_noise": ".sampling",
+    "gumbel_max_sample": ".sampling",
+    "gumbel_softmax": ".sampling",
+    "soft_embed": ".sampling",
+    "Rollout": ".rollout",
+    "Encoded": ".rollout",
+    "RolloutEngine": ".rollout",
+    "check_seq2seq_model": ".rollout",
+    "TemperatureScheduleLogitsWarper": ".logits_process",
+    "GumbelSamplingLogitsProcessor": ".logits_process",
+    "DiscriminatorGuidedLogitsProcessor": ".logits_process",
+    "sentence_end_token_ids": ".logits_process",
+    "generate_and_rerank": ".reranking",
+    "RerankOutput": ".reranking",
+    "SequenceDiscriminator": ".discriminators",
+    "build_default_discriminator": ".discriminators",
+    "discriminator_loss": ".discriminators",
+    "DiscriminatorReward": ".rewards",
+    "TextReward": ".rewards",
+    "monte_carlo_rewards": ".rewards",
+    "step_level_rewards": ".rewards",
+    "discounted_returns": ".rewards",
+    "MovingAverageBaseline": ".rewards",
+    "leave_one_out_baseline": ".rewards",
+    "self_critical_baseline": ".rewards",
+    "ScheduledSamplingConfig": ".trainers",
+    "ScheduledSamplingTrainer": ".trainers",
+    "ProfessorForcingConfig": ".trainers",
+    "ProfessorForcingTrainer": ".trainers",
+    "AdversarialConfig": ".trainers",
+    "AdversarialTrainer": ".trainers",
+    "CycleConfig": ".trainers",
+    "CycleTrainer": ".trainers",
+    "HiddenStateDiscriminator": ".hidden_discriminator",
+    "add_noise": ".noise",
+    "TextNoiser": ".noise",
+    "load_metric": ".metrics",
+    "available_metrics": ".metrics",
+    "distinct_n": ".metrics",
+    "self_bleu": ".metrics",
+    "temperature_sweep": ".evaluation",
+    "heldout_nll": ".evaluation",
+    "text_metrics": ".evaluation",
+    "mean_sweeps": ".evaluation",
+    "sweep_table": ".evaluation",
+    "plot_frontier": ".evaluation",
+    "OracleTask": ".oracle",
+    "student_nll": ".oracle",
+    "plot_training": ".plotting",
+    "model_card": ".hub",
+    "write_model_cards": ".hub",
+    "describe_schedule": ".hub",
+    "HubPushError": ".hub",
+}
+
+__all__ = [*_LAZY, "__version__"]
+_SUBMODULES = {"discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
+               "recipes", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
+
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
+    from .schedules import Schedule, ConstantSchedule, LinearSchedule, ExponentialSchedule, InverseSigmoidSchedule, CosineSchedule, PiecewiseSchedule, as_schedule, schedule_field
+    from .sampling import gumbel_noise, gumbel_max_sample, gumbel_softmax, soft_embed
+    from .rollout import Rollout, Encoded, RolloutEngine, check_seq2seq_model
+    from .logits_process import TemperatureScheduleLogitsWarper, GumbelSamplingLogitsProcessor, DiscriminatorGuidedLogitsProcessor, sentence_end_token_ids
+    from .reranking import generate_and_rerank, RerankOutput
+    from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+    from .rewards import DiscriminatorReward, TextReward, monte_carlo_rewards, step_level_rewards, discounted_returns, MovingAverageBaseline, leave_one_out_baseline, self_critical_baseline
+    from .trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer, ProfessorForcingConfig, ProfessorForcingTrainer, AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer
+    from .hidden_discriminator import HiddenStateDiscriminator
+    from .noise import add_noise, TextNoiser
+    from .metrics import load_metric, available_metrics, distinct_n, self_bleu
+    from .evaluation import temperature_sweep, heldout_nll, text_metrics, mean_sweeps, sweep_table, plot_frontier
+    from .oracle import OracleTask, student_nll
+    from .plotting import plot_training
+    from .hub import model_card, write_model_cards, describe_schedule, HubPushError
