@@ -164,15 +164,17 @@ def test_resume_from_checkpoint_is_exact(make_model, tokenizer, domains, tmp_pat
     assert SequenceDiscriminator.from_pretrained(str(tmp_path / "final" / "discriminator")).conditional is False
 
 
-def test_gradient_accumulation_is_exact(make_model, tokenizer, domains, tmp_path):
+@pytest.mark.parametrize("family,update", [("t5", "reinforce"), ("bart", "gumbel")])
+def test_gradient_accumulation_is_exact(family, update, make_model, tokenizer, domains, tmp_path):
     x, y = domains
 
     def run(out, bs, ga):
         args = _config(out, per_device_train_batch_size=bs, gradient_accumulation_steps=ga, do_sample=False, baseline="none",
+                       reconstruction_update=update, adversarial_update=update,
                        reconstruction_weight="1", adversarial_weight="1", denoising_weight="1", word_shuffle=0, word_dropout=0.0,
                        word_blank=0.0, discriminator_dropout=0.0, optim="sgd", learning_rate=0.5, reconstructor_optimizer="sgd",
                        discriminator_optimizer="sgd", discriminator_learning_rate=0.5)
-        trainer = CycleTrainer(make_model("t5", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+        trainer = CycleTrainer(make_model(family, warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
         trainer.train()
         return trainer
 
