@@ -105,6 +105,9 @@ def test_weight_zero_is_seq2seq_trainer_and_the_discriminator_learns(make_model,
     _assert_close(_params(models[0]), _params(models[1]), atol=1e-6)
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (ours, plain)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    # evaluation is the plain teacher-forced loss (the default collator gives no decoder inputs: the trainer adds them)
+    evaluated = [t.evaluate(dataset)["eval_loss"] for t in (ours, plain)]
+    assert evaluated[0] == pytest.approx(evaluated[1], rel=1e-6)
     assert any(not torch.equal(d_before[k], v) for k, v in _params(ours.discriminator).items())
     logs = [h for h in ours.state.log_history if "d_acc_teacher_forced" in h]
     last = logs[-4:]

@@ -255,6 +255,9 @@ class ProfessorForcingTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if inputs.get("labels") is not None and inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
+            # the loss function takes the labels out of the model call: the decoder inputs must be there
+            inputs = {**inputs, "decoder_input_ids": self.engine.base.prepare_decoder_input_ids_from_labels(labels=inputs["labels"])}
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         if return_outputs:
@@ -272,9 +275,7 @@ class ProfessorForcingTrainer(BaseTrainer):
         layers = self.discriminator.layers
 
         # 1. teacher-forced pass: the NLL and the real hidden states
-        gold = inputs.get("decoder_input_ids")
-        if gold is None:
-            gold = self.engine.base.prepare_decoder_input_ids_from_labels(labels=labels)  # (B, T)
+        gold = inputs["decoder_input_ids"]  # (B, T)
         if bool((gold[:, 0] != self.engine.decoder_start_token_id).any()):
             raise ValueError(f"The free-running branch starts from decoder_start_token_id={self.engine.decoder_start_token_id}, but the gold "
                              f"decoder inputs start with {sorted(set(gold[:, 0].tolist()))}; set model.generation_config.decoder_start_token_id "
