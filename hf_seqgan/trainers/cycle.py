@@ -31,6 +31,26 @@ each X micro-batch is paired with the next ``target_batch_size`` rows of a fresh
 per pass, and the sampler's position is checkpointed, so that resuming is exact. All randomness of a
 step (noise, samples, Gumbel noise) comes from a generator seeded by the run's seed and the
 micro-batch count. Evaluation is the plain teacher-forced loss of G, as in `Seq2SeqTrainer`.
+
+Examples:
+
+```python
+>>> from datasets import Dataset
+>>> from transformers import PrinterCallback
+>>> from hf_seqgan.tiny import train_tokenizer, build_tiny_model
+>>> from hf_seqgan.trainers.cycle import CycleConfig, CycleTrainer
+>>> tok = train_tokenizer(["the cat sat on the mat", "a dog ran far", "cats sit", "dogs run"] * 20, vocab_size=300)
+>>> x = Dataset.from_dict({"input_ids": tok(["the cat sat on the mat", "a dog ran far"] * 4).input_ids})
+>>> y = Dataset.from_dict({"input_ids": tok(["cats sit", "dogs run"] * 4).input_ids})  # not x's translations
+>>> args = CycleConfig(output_dir="cycle-doc", max_steps=2, per_device_train_batch_size=4, max_new_tokens=4, use_cpu=True,
+...                    report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1, denoising_weight="1.0")
+>>> trainer = CycleTrainer(build_tiny_model("bart", tok), args, train_dataset=x, target_domain_dataset=y, processing_class=tok)
+>>> trainer.remove_callback(PrinterCallback)
+>>> _ = trainer.train()
+>>> sorted(k for k in trainer.state.log_history[0] if k.endswith("_loss") or k.startswith("d_acc"))
+['d_acc', 'd_acc_fake', 'd_acc_real', 'd_loss', 'denoising_x_loss', 'denoising_y_loss', 'pg_loss', 'reconstruction_loss']
+
+```
 """
 
 from __future__ import annotations
@@ -42,14 +62,17 @@ from typing import Callable, Optional
 import torch
 from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList, Seq2SeqTrainingArguments
 
-from ..discriminators import SequenceDiscriminator, discriminator_loss
+from ..discriminators import SequenceDiscriminator
 from ..noise import TextNoiser, check_noise
 from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, leave_one_out_baseline
 from ..rollout import RolloutEngine, token_logprobs
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseTrainer, apply_peft
-from ._cycle_losses import Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, sequence_cross_entropy, split_domains, target_column
+from ._cycle_losses import (
+    Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, real_fake_loss, sequence_cross_entropy,
+    split_domains, target_column,
+)
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
@@ -481,15 +504,7 @@ class CycleTrainer(BaseTrainer):
         return loss
 
     def _discriminator_update(self, y, y_mask, fake_sequences, fake_mask) -> None:
-        args, disc, pad = self.args, self.discriminator, self.processing_class.pad_token_id
-        real_ids, fake_ids = y.masked_fill(y_mask == 0, pad), fake_sequences.masked_fill(fake_mask == 0, pad)
-        disc.train()
-        if self._d_reward.text_path:
-            decode = lambda ids: self.processing_class.batch_decode(ids, skip_special_tokens=True)  # noqa: E731
-            real, fake = disc.logits_from_texts(decode(real_ids)), disc.logits_from_texts(decode(fake_ids))
-        else:
-            real, fake = disc.logits_from_ids(real_ids), disc.logits_from_ids(fake_ids)
-        loss, acc_real, acc_fake = discriminator_loss(disc.log_probs(real), disc.log_probs(fake), self._d_reward.real_label,
-                                                      args.discriminator_label_smoothing)
+        loss, acc_real, acc_fake = real_fake_loss(self.discriminator, self._d_reward, self.processing_class, y, y_mask, fake_sequences, fake_mask,
+                                                  self.args.discriminator_label_smoothing)
         self.auxiliary_step("discriminator", loss)
         self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))
