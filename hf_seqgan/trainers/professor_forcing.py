@@ -265,6 +265,9 @@ class ProfessorForcingTrainer(BaseTrainer):
         if inputs.get("labels") is None or inputs.get("input_ids") is None:
             raise ValueError("ProfessorForcingTrainer needs `input_ids` and `labels` (the gold targets) in every batch; tokenize the "
                              "targets into a `labels` column (DataCollatorForSeq2Seq pads them with -100).")
+        if inputs.get("decoder_input_ids") is None:
+            raise ValueError("The batch holds decoder_inputs_embeds: professor forcing compares the decoder on gold token ids with its "
+                             "free-running self, so give `labels` (or decoder_input_ids) instead.")
         return self._professor_forcing_loss(model, inputs, num_items_in_batch)
 
     def _professor_forcing_loss(self, model, inputs, num_items_in_batch):
