@@ -58,6 +58,7 @@ class StoryArguments(recipes.SupervisedDataArguments):
     stories_per_prompt: int = field(default=4, metadata={"help": "Stories generated per validation prompt by each decoding."})
     rerank_candidates: int = field(default=4, metadata={"help": "Candidates per story for discriminator reranking (0: no reranking)."})
     discriminator_steps: int = field(default=150, metadata={"help": "Training steps of the reranking discriminator (real stories vs the model's samples)."})
+    discriminator_train_size: int = field(default=256, metadata={"help": "Training prompts whose real story and one sampled story the discriminator learns from."})
     synthetic_train_size: int = field(default=2000, metadata={"help": "Synthetic (title, story) pairs when no data is given."})
     synthetic_eval_size: int = field(default=24, metadata={"help": "Synthetic validation prompts when no data is given."})
 
@@ -116,11 +117,11 @@ def main(argv=None):
     #    then picks the best of N scheduled samples for each story.
     judge = None
     if data_args.rerank_candidates:
-        train_prompts = list(corpus.train[src][:256])
+        train_prompts = list(corpus.train[src][: data_args.discriminator_train_size])
         fakes = recipes.generate_texts(model, tokenizer, train_prompts, do_sample=True, **{**decode, "num_samples": 1})
         judge = build_default_discriminator(tokenizer, conditional=True, seed=training_args.seed,
                                             max_length=data_args.max_source_length + data_args.max_target_length + 8).to(model.device)
-        recipes.train_classifier(judge, list(corpus.train[tgt][:256]) + fakes, [1] * len(fakes) + [0] * len(fakes), sources=train_prompts * 2,
+        recipes.train_classifier(judge, list(corpus.train[tgt][: len(fakes)]) + fakes, [1] * len(fakes) + [0] * len(fakes), sources=train_prompts * 2,
                          steps=data_args.discriminator_steps, seed=training_args.seed, disable_tqdm=training_args.disable_tqdm)
         engine = RolloutEngine(model, tokenizer)
         reranked = []

@@ -40,6 +40,9 @@ logger = logging.getLogger("run_summarization")
 
 # The embedded default: a quick CPU run (any of them can be overridden on the command line).
 DEFAULTS = recipes.training_defaults("run_summarization")
+# --unsupervised: Wang & Lee's reconstruction and adversarial terms (CycleConfig's defaults) plus
+# denoising auto-encoding of both corpora, so that the tiny generator learns to write text at all.
+UNSUPERVISED_DEFAULTS = dict(DEFAULTS, output_dir="outputs/run_summarization_unsupervised", denoising_weight="1.0")
 
 
 @dataclass
@@ -61,7 +64,8 @@ def main(argv=None):
     # 1. Arguments (--trainer, or --unsupervised, picks the trainer's configuration class first, so
     #    that all its fields are options), 2. logging and seed.
     method = "cycle" if recipes.peek_argument(argv, "unsupervised", False, flag=True) else recipes.peek_argument(argv, "trainer", "mle")
-    model_args, data_args, training_args = recipes.parse_recipe_args(SummarizationArguments, argv, DEFAULTS, method=method, logger_name=logger.name)
+    defaults = UNSUPERVISED_DEFAULTS if method == "cycle" else DEFAULTS
+    model_args, data_args, training_args = recipes.parse_recipe_args(SummarizationArguments, argv, defaults, method=method, logger_name=logger.name)
 
     # 3. Data: --dataset_name, files, or the synthetic corpus.
     src, tgt = data_args.text_column, data_args.summary_column

@@ -11,9 +11,14 @@
   ``--validation_target_file`` for the target side, or the deterministic synthetic default.
 - :func:`load_model_and_tokenizer`: a given model (hub name or folder), or a tiny one built from a
   config with a tokenizer trained on the training text.
-- :func:`generate_texts`, :func:`train_classifier`, :func:`classify`: decoding and a small classifier
-  for evaluation; :func:`save_and_push` and :func:`report` end a run (samples, tables of metrics,
-  ``results.json``, the training curves from :func:`hf_seqgan.plotting.plot_training`).
+- :func:`build_trainer` / :func:`build_cycle_trainer` and :func:`train_and_save`: training, the
+  loss on the validation set, saving (``--push_to_hub`` too).
+- :func:`generate_texts` (with :func:`direction_tokens` for a cycle model's directions),
+  :func:`train_classifier`, :func:`classify`: decoding and a small classifier for evaluation;
+  :func:`report` ends a run (samples, tables of metrics, ``results.json``, the training curves from
+  :func:`hf_seqgan.plotting.plot_training`).
+
+See ``docs/recipes.md`` for the scripts themselves.
 """
 
 from __future__ import annotations

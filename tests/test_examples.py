@@ -162,7 +162,8 @@ def test_style_transfer_on_yelp(scripts, tmp_path, shared_data):
 # ---------------------------------------------------------------------- story generation
 def test_story_generation_embedded_default(scripts, tmp_path, capsys):
     metrics, stdout = _run(scripts, "run_story_generation", [*SYNTHETIC, "--synthetic_eval_size", "4", "--max_target_length", "16", "--stories_per_prompt", "2",
-                                                              "--rerank_candidates", "2", "--discriminator_steps", "3"], tmp_path / "out", capsys)
+                                                              "--rerank_candidates", "2", "--discriminator_steps", "3",
+                                                              "--discriminator_train_size", "16"], tmp_path / "out", capsys)
     assert SYNTHETIC_NOTE in stdout and "schedule + rerank (best of 2)" in stdout
     for decoding in ("greedy", "sampling", "schedule", "schedule_rerank"):
         assert {f"{decoding}_distinct_1", f"{decoding}_distinct_2", f"{decoding}_self_bleu", f"{decoding}_p_real"} <= set(metrics)
