@@ -90,6 +90,7 @@ class Settings:
     rollouts: int = 8
     repeats: int = 10
     mc_repeats: int = 5
+    row_loop_repeats: int = 1  # the per-row loop is slow: (T - 1) * N * batch sampler calls
     d_model: int = 64  # tiny BART: 2 encoder + 2 decoder layers, 4 heads
     ffn: int = 256
     vocab_size: int = 500
@@ -97,7 +98,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(batch=4, source_length=16, target_length=6, rollouts=2, repeats=2, mc_repeats=2, d_model=32, ffn=64)
+        return cls(batch=4, source_length=16, target_length=6, rollouts=2, repeats=2, mc_repeats=2, row_loop_repeats=1, d_model=32, ffn=64)
 
 
 def _model(settings: Settings, tok):
@@ -162,20 +163,24 @@ def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
 
 # ------------------------------------------------------------------ 2. Monte-Carlo rewards
 @torch.no_grad()
-def naive_monte_carlo_rewards(engine: RolloutEngine, batch: dict, rollout, score, num_rollouts: int, **sampling) -> torch.Tensor:
+def naive_monte_carlo_rewards(engine: RolloutEngine, batch: dict, rollout, score, num_rollouts: int, *, per_row: bool = False, **sampling) -> torch.Tensor:
     """Per-token rewards `(R, T)` as a loop over the sampler computes them: for every prefix length
-    and every rollout, one sampler call on the whole batch (sources encoded again) and one
-    discriminator call; the last real token gets the full sequence's score."""
+    and every rollout, one sampler call on the whole batch (SeqGAN's reference loop; sources encoded
+    again) and one discriminator call; ``per_row=True``: one call per row, prefix and rollout
+    (batch 1). The last real token gets the full sequence's score."""
     rows, steps = rollout.sequences.shape
     final = score(rollout.sequences, rollout.attention_mask, rollout.source_index)  # (R,)
     rewards = final[:, None].expand(rows, steps).clone()  # (R, T)
-    for t in range(1, steps):
-        total = torch.zeros(rows)
-        for _ in range(num_rollouts):
-            out = engine.continue_from(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], prefixes=rollout.sequences,
-                                       prefix_lengths=torch.tensor([t]), num_samples=1, max_length=steps, **sampling)
-            total += score(out.sequences, out.attention_mask, rollout.source_index[out.source_index])
-        rewards[:, t - 1] = total / num_rollouts
+    slices = [slice(r, r + 1) for r in range(rows)] if per_row else [slice(0, rows)]
+    for part in slices:
+        src = {k: v[rollout.source_index[part]] for k, v in batch.items()}
+        for t in range(1, steps):
+            total = torch.zeros(part.stop - part.start)
+            for _ in range(num_rollouts):
+                out = engine.continue_from(**src, prefixes=rollout.sequences[part], prefix_lengths=torch.tensor([t]), num_samples=1,
+                                           max_length=steps, **sampling)
+                total += score(out.sequences, out.attention_mask, rollout.source_index[part][out.source_index])
+            rewards[part, t - 1] = total / num_rollouts
     last = (rollout.attention_mask.sum(-1) - 1).clamp_min(0)  # (R,)
     rewards.scatter_(1, last[:, None], final[:, None])
     return rewards * rollout.attention_mask
@@ -223,8 +228,22 @@ def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
     full_equal = torch.allclose(results["batched"][:, -1], results["naive"][:, -1])
     print(f"\nMean difference batched - naive {float(diff.mean()):+.4f} (paired z over {diff.numel()} rows: {z:+.2f}; |z| < 3: "
           f"{'same mean' if abs(z) < 3 else '**means differ**'}); last token (full-sequence score) identical: {full_equal}.")
-    return [{"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up of one batched decode",
-             "baseline": "naive loop (one sampler call per prefix and rollout)", "ratios": speedups, "goal": MC_GOAL}]
+    rows = [{"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up of one batched decode",
+             "baseline": "naive loop (one sampler call per prefix length and rollout, batched over rows)", "ratios": speedups, "goal": MC_GOAL}]
+    if settings.row_loop_repeats:
+        def per_row():
+            results["per_row"] = naive_monte_carlo_rewards(engine, src, fakes, score, settings.rollouts, per_row=True)
+
+        row_times = _interleaved({"batched": batched, "per_row": per_row}, settings.row_loop_repeats)
+        row_speedups = [n / b for n, b in zip(row_times["per_row"], row_times["batched"])]
+        r = results["per_row"][:, :-1]
+        print(f"\nPer-row loop (one sampler call per row, prefix and rollout: {settings.batch * calls} calls of batch 1), "
+              f"{settings.row_loop_repeats} repeat(s): {1000 * statistics.median(row_times['per_row']):.0f} ms, batched "
+              f"{1000 * statistics.median(row_times['batched']):.0f} ms, speed-up median {statistics.median(row_speedups):.1f} "
+              f"(min {min(row_speedups):.1f}, max {max(row_speedups):.1f}); its mean reward {r.mean():.4f}.")
+        rows.append({"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up over a per-row loop",
+                     "baseline": "naive loop (one sampler call per row, prefix and rollout)", "ratios": row_speedups, "goal": MC_GOAL})
+    return rows
 
 
 def main(argv=None) -> None:
@@ -233,12 +252,14 @@ def main(argv=None) -> None:
     parser.add_argument("--part", choices=["steps", "mc", "both"], default="both")
     parser.add_argument("--repeats", type=int, help="step-time repeats")
     parser.add_argument("--mc_repeats", type=int, help="Monte-Carlo repeats")
+    parser.add_argument("--batch", type=int, help="batch size (default 16)")
+    parser.add_argument("--row_loop_repeats", type=int, help="repeats of the per-row naive loop (0: skip it)")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--json", default=None, help="write the speed figures as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_adversarial"))
     cli = parser.parse_args(argv)
     settings = Settings.quick() if cli.quick else Settings()
-    for field in ("repeats", "mc_repeats", "threads"):
+    for field in ("batch", "repeats", "mc_repeats", "row_loop_repeats", "threads"):
         if getattr(cli, field) is not None:
             settings = dataclasses.replace(settings, **{field: getattr(cli, field)})
     torch.set_num_threads(settings.threads)
