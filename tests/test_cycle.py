@@ -56,7 +56,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("family,losses,expected", CASES, ids=[f"{c[0]}-{'-'.join(c[1].values())}" for c in CASES])
+@pytest.mark.parametrize("family,losses,expected", CASES, ids=["bart-reconstruction-reinforce", "t5-reconstruction-gumbel", "marian-adversarial-reinforce", "bart-adversarial-gumbel", "t5-denoising",
+                              "marian-backtranslation"])
 def test_each_loss_moves_the_right_models(family, losses, expected, make_model, tokenizer, domains, tmp_path):
     x, y = domains
     trainer = CycleTrainer(make_model(family, warm=False), _config(tmp_path, **losses), train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
