@@ -23,6 +23,9 @@ os.environ.update(
     HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
     HF_HOME=_HF_HOME, HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false", WANDB_DISABLED="true",
 )
+# One intra-op thread, here and in the scripts the tests start: the kit's tiny models gain nothing from a
+# second thread, and step-by-step decodes run many times slower with two on a busy machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -34,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FAMILIES = TINY_FAMILIES
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)
 
 
 def pytest_sessionfinish(session, exitstatus):
