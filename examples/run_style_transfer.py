@@ -4,8 +4,8 @@ transfer accuracy under a classifier trained here, BLEU to the source (content k
 under the cycle's discriminator.
 
 Training follows Lample et al. 2019 ("Multiple-Attribute Text Rewriting",
-https://openreview.net/forum?id=H1g2NhC5KQ): one shared model told the wanted style by a tag in
-front of its input (``<style0>``/``<style1>``), denoising auto-encoding and on-the-fly
+https://openreview.net/forum?id=H1g2NhC5KQ): one shared model told the wanted style by a tag forced as
+its first output token (``<style0>``/``<style1>``), denoising auto-encoding and on-the-fly
 back-translation between the styles, plus a discriminator on the target style (adversarial term)
 that also measures fluency. ``--shared_model false`` trains two models instead (G: style 0 -> 1, R:
 1 -> 0). Evaluation, on the validation sentences of each style transferred into the other:
@@ -44,7 +44,7 @@ from hf_seqgan.synthetic import style_corpora
 logger = logging.getLogger("run_style_transfer")
 
 DEFAULTS = recipes.training_defaults(
-    "run_style_transfer", max_steps=300, shared_model=True, x_token="<style0>", y_token="<style1>", direction_token_position="encoder",
+    "run_style_transfer", max_steps=200, shared_model=True, x_token="<style0>", y_token="<style1>", direction_token_position="decoder",
     denoising_weight="1.0", backtranslation_weight="1.0", reconstruction_weight="0.0", adversarial_weight="0.5",
 )
 
