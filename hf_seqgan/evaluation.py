@@ -295,7 +295,7 @@ def temperature_sweep(
 
 def mean_sweeps(sweeps: Sequence[Sequence[Mapping]]) -> list[dict]:
     """Average several sweeps of the same settings (e.g. one per seed): each numeric figure becomes
-    its mean, with its standard deviation under ``<name>_std`` (0 for a single sweep)."""
+    its mean, with its standard deviation under ``<name>_std`` (``None`` for a single sweep)."""
     if not sweeps:
         raise ValueError("mean_sweeps needs at least one sweep.")
     settings = [r["setting"] for r in sweeps[0]]
@@ -311,7 +311,7 @@ def mean_sweeps(sweeps: Sequence[Sequence[Mapping]]) -> list[dict]:
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 row[key] = statistics.fmean(values)
                 if key not in ("temperature", "top_p", "num_samples"):
-                    row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                    row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
             else:
                 row[key] = values[0]
         row["runs"] = len(sweeps)
@@ -328,7 +328,7 @@ def _cell(row: Mapping, key: str, digits: int) -> str:
             return "nan"
         text = f"{value:.{digits}f}"
         std = row.get(f"{key}_std")
-        return f"{text} ± {std:.{digits}f}" if std else text
+        return f"{text} ± {std:.{digits}f}" if std is not None else text
     return str(value)
 
 
@@ -364,8 +364,8 @@ def plot_frontier(sweeps: Mapping[str, Sequence[Mapping]], path: str, *, x: str 
             if not points:
                 raise ValueError(f"{name}: no setting has both {x!r} and {y!r}; pick figures the rows hold ({sorted(rows[0]) if rows else []}).")
             xs, ys = [r[x] for r in points], [r[y] for r in points]
-            xerr = [r.get(f"{x}_std", 0.0) for r in points]
-            yerr = [r.get(f"{y}_std", 0.0) for r in points]
+            xerr = [r.get(f"{x}_std") or 0.0 for r in points]
+            yerr = [r.get(f"{y}_std") or 0.0 for r in points]
             line = ax.errorbar(xs, ys, xerr=xerr if any(xerr) else None, yerr=yerr if any(yerr) else None, marker="o", ms=4, capsize=2, label=name)
             for r, xv, yv in zip(points, xs, ys):
                 ax.annotate(r["setting"].replace("T=", ""), (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=7,
