@@ -11,15 +11,6 @@ from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
 FREQ_STEPS, FREQ_LR, FREQ_BATCH = 12, 1e-2, 8  # frequency tests: few steps at a high learning rate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second intra-op thread; on a loaded machine it costs several times."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tokenized_pairs(tokenizer, rows) -> Dataset:
     """Article -> headline rows as a tokenized training set (sources <= 40, labels <= 12 tokens)."""
     enc = tokenizer([r["article"] for r in rows], truncation=True, max_length=40)

@@ -81,16 +81,6 @@ def _train(folder: Path, mode: str, batch: int, output_dir: str) -> dict:
     }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second intra-op thread, and on a loaded machine two threads
-    per process cost several times the time of one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def train_rows(tokenizer, corpus):
     from tests.test_adversarial import tokenized_pairs
