@@ -36,3 +36,8 @@ def test_bench_scheduled_sampling_quick_runs():
 def test_bench_decoding_quick_runs():
     proc = _run_quick("bench_decoding.py")
     assert "generate" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
+
+
+def test_bench_professor_forcing_quick_runs():
+    proc = _run_quick("bench_professor_forcing.py")
+    assert "Seq2SeqTrainer" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
