@@ -484,8 +484,9 @@ def train_and_save(trainer, training_args, eval_dataset=None) -> dict[str, float
     tokenizer, auxiliary models) and the trainer state (the curves' source); push to the hub with
     ``--push_to_hub``. Returns ``train_loss``, ``train_runtime_s`` (and ``eval_loss``).
 
-    The loss is evaluated before saving: the model card that saving writes builds a second
-    `TrainingArguments`, and in transformers 5 that resets the accelerate state `evaluate()` needs."""
+    The loss is evaluated before saving, so that nothing saving does (model cards, hub pushes) can
+    touch the state `evaluate()` runs in: in transformers 5, building a second `TrainingArguments`
+    resets accelerate's shared state."""
     result = trainer.train()
     metrics = {"train_loss": result.training_loss, "train_runtime_s": result.metrics["train_runtime"]}
     if eval_dataset is not None:
