@@ -4,7 +4,7 @@ temperature sweep, several seeds (SeqGAN's synthetic benchmark, made conditional
 Usage::
 
     python benchmarks/bench_oracle.py --quick                        # seconds: the CI smoke run
-    python benchmarks/bench_oracle.py --plot /tmp/hf/oracle_frontier.png   # the full run (docs/evaluation.md)
+    python benchmarks/bench_oracle.py --plot frontier.png   # the full run, seeds 0 1: ~25 min on 2 shared cores (RESULTS.md)
     python benchmarks/bench_oracle.py --methods mle "ss parallel" --seeds 0 1 2
 
 Task (:class:`hf_seqgan.oracle.OracleTask`): a random BART with large weights is ``p(y | x)``;
