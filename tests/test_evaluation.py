@@ -14,15 +14,6 @@ PREDICTIONS = ["the cat sat on the mat", "a dog ran in the park today", "the cat
 REFERENCES = ["the cat sat on a mat", "a dog ran to the park", "the cat ran", "peru bank signs a trade deal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and lose much to it on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_text_metrics_against_reference_implementations():
     import sacrebleu
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu

@@ -12,15 +12,6 @@ from hf_seqgan.tiny import build_tiny_model
 SIZE = dict(vocab_size=40, source_length=5, target_length=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and lose much to it on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def task():
     return OracleTask.build(seed=3, **SIZE)
