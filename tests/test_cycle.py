@@ -136,6 +136,58 @@ def test_shared_model_with_direction_tokens(position, make_model, tokenizer, dom
         assert bool((torch.as_tensor(predictions.predictions)[:, 1] == de).all())  # after the decoder start
 
 
+@pytest.mark.parametrize("position", ["encoder", "decoder"])
+def test_shared_model_feeds_each_loss_the_tagged_source_and_the_plain_target(position, make_model, tokenizer, domains, tmp_path):
+    """What each loss of a shared model reads, on a 2-row batch: the encoder gets the source whole
+    with one direction tag in front (the target's tag in encoder mode, the source's in decoder
+    mode) and its mask grows by one; the labels are the target (after the forced target tag in
+    decoder mode); denoising reads the noised text, back-translation the other direction's output.
+    The tags of the two directions differ, so the X and Y terms never swap them."""
+    x, y = domains
+    args = _config(tmp_path, shared_model=True, x_token=EN, y_token=DE, direction_token_position=position, per_device_train_batch_size=2,
+                   denoising_weight="1", backtranslation_weight="1")
+    trainer = CycleTrainer(make_model("bart", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    en, de = tokenizer.convert_tokens_to_ids(EN), tokenizer.convert_tokens_to_ids(DE)
+    batch = trainer.data_collator([x[i] for i in range(2)])
+    y_batch = tokenizer.pad({"input_ids": [y[i]["input_ids"] for i in TargetDomainSampler(len(y), seed=0).take(2)]}, return_tensors="pt")
+    generator = trainer.step_generator(0)
+    noised = {"x": trainer.noiser(batch["input_ids"], batch["attention_mask"], generator=generator),
+              "y": trainer.noiser(y_batch["input_ids"], y_batch["attention_mask"], generator=generator)}
+    calls, decodes = [], []
+    forward, decode = trainer.model.forward, trainer._decode
+    trainer.model.forward = lambda **kw: calls.append(kw) or forward(**kw)
+    trainer._decode = lambda *a, **kw: decodes.append(decode(*a, **kw)) or decodes[-1]
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    teacher_forced = [c for c in calls if c.get("input_ids") is not None and c.get("decoder_input_ids") is not None]
+    assert len(teacher_forced) == 4 and len(decodes) == 2  # denoising x, y; back-translation x, y; G(x) and R(y) decoded once each
+    y_hat, x_hat = decodes
+    target_tag = {"x": en, "y": de}
+    source_tag = {"x": de, "y": en}  # writing X reads Y, writing Y reads X
+    cases = [("x", noised["x"], (batch["input_ids"], batch["attention_mask"])), ("y", noised["y"], (y_batch["input_ids"], y_batch["attention_mask"])),
+             ("x", (y_hat.sequences, y_hat.attention_mask), (batch["input_ids"], batch["attention_mask"])),
+             ("y", (x_hat.sequences, x_hat.attention_mask), (y_batch["input_ids"], y_batch["attention_mask"]))]
+    for i, (call, (to, (src, src_mask), (tgt, tgt_mask))) in enumerate(zip(teacher_forced, cases)):
+        tag = target_tag[to] if position == "encoder" else source_tag[to]
+        if position == "decoder" and bool((src[:, 0] == tag).all()):  # a back-translation already led by its forced code
+            src, src_mask = src[:, 1:], src_mask[:, 1:]
+        assert torch.equal(call["input_ids"], torch.cat([torch.full_like(src[:, :1], tag), src], 1))  # tag once, source whole
+        assert torch.equal(call["attention_mask"], torch.cat([torch.ones_like(src_mask[:, :1]), src_mask], 1))
+        if i < 2:  # the noised text carries no tag of its own (back-translations are the model's output, anything goes)
+            assert not bool(torch.isin(call["input_ids"][:, 1:], torch.tensor([en, de])).any())
+        labels = tgt.masked_fill(tgt_mask == 0, -100)
+        if position == "decoder":
+            labels = torch.cat([torch.full_like(labels[:, :1], target_tag[to]), labels], 1)
+        assert torch.equal(call["decoder_input_ids"], trainer.model.prepare_decoder_input_ids_from_labels(labels=labels))
+    # the source matters: the same targets read from another row's source score differently
+    d = trainer.to_x
+    with torch.no_grad():
+        trainer.model.eval()
+        own = trainer._forward(d, batch["input_ids"], batch["attention_mask"], batch["input_ids"], batch["attention_mask"])
+        swapped = trainer._forward(d, batch["input_ids"].flip(0), batch["attention_mask"].flip(0), batch["input_ids"], batch["attention_mask"])
+    assert not torch.allclose(own, swapped)
+
+
 def test_resume_from_checkpoint_is_exact(make_model, tokenizer, domains, tmp_path):
     x, y = domains
 
