@@ -50,12 +50,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from a checkout that is not pip-installed
-    sys.path.insert(0, str(ROOT))
+import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -68,7 +63,6 @@ from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 from hf_seqgan.trainers.scheduled_sampling import ScheduledSamplingConfig, ScheduledSamplingTrainer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scheduled_sampling import _args  # noqa: E402  (the same training arguments)
 
 

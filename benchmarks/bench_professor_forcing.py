@@ -31,17 +31,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import weakref
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from a checkout that is not pip-installed
-    sys.path.insert(0, str(ROOT))
+import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -51,7 +45,6 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
 
 GOAL = "<= 4x"
