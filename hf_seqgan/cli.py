@@ -20,6 +20,7 @@ import ast
 import dataclasses
 import importlib
 import importlib.machinery
+import importlib.util
 import os
 import re
 import runpy
@@ -54,8 +55,15 @@ def _is_installed(module: str) -> bool:
     """Whether ``module`` can be found, without importing it or its parent packages."""
     if module in sys.modules:
         return True
-    spec, search = None, None
-    for part in module.split("."):
+    top, *parts = module.split(".")
+    if top in sys.modules:  # this package: imported already (its import is light), maybe by an editable-install finder
+        search = getattr(sys.modules[top], "__path__", None)
+    else:
+        spec = importlib.util.find_spec(top)
+        search = spec.submodule_search_locations if spec is not None else None
+    if search is None:
+        return False
+    for part in parts:
         spec = importlib.machinery.PathFinder.find_spec(part, search)
         if spec is None:
             return False

@@ -131,3 +131,17 @@ def test_list_and_help_import_no_trainer(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "HEAVY []" in proc.stdout and "scheduled_sampling" in proc.stdout
+
+
+def test_trainers_are_found_when_the_package_is_not_on_sys_path(tmp_path):
+    """An editable install imports the package through a finder, not a `sys.path` entry: `list` must
+    still see the trainer modules (it looks below the imported package)."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r}); import hf_seqgan; sys.path.remove({str(ROOT)!r})\n"
+        "from hf_seqgan import cli\n"
+        "assert all(cli._is_installed(module) for module, *_ in cli.TRAINERS.values() if module.startswith('hf_seqgan')), cli.TRAINERS\n"
+        "assert not cli._is_installed('hf_seqgan.trainers.no_such_trainer')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
