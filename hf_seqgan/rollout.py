@@ -63,7 +63,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from .sampling import gumbel_max_sample, gumbel_softmax, soft_embed, unwrap_model
 
-__all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model", "token_logprobs", "first_eos_mask"]
+__all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model", "gradient_checkpointing_on", "token_logprobs", "first_eos_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,13 @@ def _positive_int(value, name: str) -> int:
     return value
 
 
+def gradient_checkpointing_on(model) -> bool:
+    """Whether ``model`` (unwrapped) has gradient (activation) checkpointing enabled: in training mode
+    transformers then drops the KV cache, which cached step-by-step decoding needs."""
+    checkpointing = getattr(model, "is_activation_checkpointing", None)
+    return bool(checkpointing if checkpointing is not None else getattr(model, "is_gradient_checkpointing", False))
+
+
 class RolloutEngine:
     """Batched, KV-cached decoding of one seq2seq model (see the module docstring).
 
@@ -280,10 +287,7 @@ class RolloutEngine:
         return self.encode(input_ids, attention_mask)
 
     def _check_cache_usable(self) -> None:
-        checkpointing = getattr(self.base, "is_activation_checkpointing", None)
-        if checkpointing is None:
-            checkpointing = getattr(self.base, "is_gradient_checkpointing", False)
-        if checkpointing and self.base.training:
+        if gradient_checkpointing_on(self.base) and self.base.training:
             raise ValueError(
                 "Gradient checkpointing is on and the model is in training mode: transformers then drops the KV "
                 "cache, and cached step-by-step decoding would be wrong. Call model.gradient_checkpointing_disable() "

@@ -56,7 +56,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..discriminators import discriminator_loss
 from ..hidden_discriminator import ENCODERS, HiddenStateDiscriminator
-from ..rollout import Encoded, RolloutEngine
+from ..rollout import Encoded, RolloutEngine, gradient_checkpointing_on
 from ..schedules import as_schedule, schedule_field
 from ..sampling import unwrap_model
 from ._base import AUXILIARY_OPTIMIZERS, BaseTrainer
@@ -197,9 +197,7 @@ class ProfessorForcingTrainer(BaseTrainer):
         preprocess_logits_for_metrics: Optional[Callable] = None,
     ):
         model, args = self._generator_and_args(model, args, ProfessorForcingConfig, "professor-forcing", peft_config)
-        base = unwrap_model(model)
-        checkpointing = getattr(base, "is_activation_checkpointing", None)
-        if checkpointing if checkpointing is not None else getattr(base, "is_gradient_checkpointing", False):
+        if gradient_checkpointing_on(unwrap_model(model)):
             raise ValueError("The generator has gradient checkpointing enabled, which drops the KV cache the free-running decode "
                              "needs in training mode: call model.gradient_checkpointing_disable() first.")
         if args.world_size > 1:
