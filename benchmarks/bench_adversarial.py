@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
@@ -55,7 +53,7 @@ from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 
 from bench_professor_forcing import _batch  # noqa: E402  (the same random batch)
-from bench_scheduled_sampling import _optimizer_step, _tokenizer  # noqa: E402  (the same step)
+from bench_scheduled_sampling import _interleaved, _optimizer_step, _tokenizer  # noqa: E402  (the same step)
 
 MC_GOAL = ">= 10x"
 
@@ -110,22 +108,6 @@ def _trainer(model, fields, tok, output_dir: str, settings: Settings):
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1
     return trainer
-
-
-def _interleaved(calls: dict, repeats: int) -> dict:
-    """Seconds per call of each function, all run once per repeat in a rotated order, GC paused."""
-    names = list(calls)
-    times = {name: [] for name in names}
-    gc.disable()
-    try:
-        for r in range(repeats):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                start = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return times
 
 
 # ------------------------------------------------------------------ 1. step time

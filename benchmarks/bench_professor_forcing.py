@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import os
 import platform
 import statistics
-import time
 import weakref
 from pathlib import Path
 
@@ -45,7 +43,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer  # noqa: E402
 
-from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
+from bench_scheduled_sampling import _interleaved, _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
 
 GOAL = "<= 4x"
 VARIANTS = {  # name -> ProfessorForcingConfig fields (None: Seq2SeqTrainer)
@@ -114,16 +112,7 @@ def bench_speed(settings: Settings, tok, output_dir: str) -> list[dict]:
     for trainer in trainers.values():
         _optimizer_step(trainer, batch, count)  # warm-up
     names = list(trainers)
-    times = {name: [] for name in names}
-    gc.disable()
-    try:
-        for r in range(settings.repeats):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                start = time.perf_counter()
-                _optimizer_step(trainers[name], batch, count)
-                times[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
+    times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
     print(f"\n### Step time, tiny {settings.family} (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
           f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
     print("| variant | median ms/step | ratio median | ratio min | ratio max |")

@@ -140,6 +140,22 @@ def _optimizer_step(trainer, batch, count) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
 
 
+def _interleaved(calls: dict, repeats: int) -> dict:
+    """Seconds per call of each function, all run once per repeat in a rotated order, GC paused."""
+    names = list(calls)
+    times = {name: [] for name in names}
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                start = time.perf_counter()
+                calls[name]()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return times
+
+
 def bench_speed(settings: Settings, tok, output_dir: str, records: list | None = None) -> None:
     print(f"\n### Step time, batch {settings.batch}, source {settings.source_length}, target {settings.target_length} "
           f"({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
@@ -162,16 +178,7 @@ def bench_speed(settings: Settings, tok, output_dir: str, records: list | None =
             _optimizer_step(trainer, batch, count)  # warm-up
             trainers[name] = trainer
         names = list(trainers)
-        times = {name: [] for name in names}
-        gc.disable()
-        try:
-            for r in range(settings.repeats):
-                for name in names[r % len(names):] + names[: r % len(names)]:
-                    start = time.perf_counter()
-                    _optimizer_step(trainers[name], batch, count)
-                    times[name].append(time.perf_counter() - start)
-        finally:
-            gc.enable()
+        times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
         ref = times["Seq2SeqTrainer"]
         for name in names:
             ratios = [t / b for t, b in zip(times[name], ref)]
