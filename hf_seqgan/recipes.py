@@ -388,6 +388,7 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
     from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList
 
     from .rollout import RolloutEngine
+    from .trainers._cycle_losses import prepend_token
 
     sample_kwargs.setdefault("do_sample", False)
     processors = LogitsProcessorList(logits_processor or [])
@@ -400,9 +401,7 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
     for i in range(0, len(sources), batch_size):
         batch = engine.tokenize(list(sources[i : i + batch_size]), max_length=max_source_length)
         ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, S)
-        if source_token_id is not None:
-            ids = torch.cat([torch.full_like(ids[:, :1], source_token_id), ids], dim=1)  # (B, 1 + S)
-            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        ids, mask = prepend_token(ids, mask, source_token_id)  # (B, 1 + S) with a direction tag
         rollout = engine.sample(ids, mask, max_new_tokens=max_new_tokens, num_samples=num_samples,
                                 logits_processor=processors or None, **sample_kwargs)
         out += engine.decode(rollout)
@@ -413,13 +412,14 @@ def direction_tokens(args, tokenizer, to: str = "y") -> dict:
     """The :func:`generate_texts` keywords that make a model of a
     :class:`~hf_seqgan.trainers.cycle.CycleTrainer` (``args``: its `CycleConfig`) translate into
     domain ``to`` ("x" or "y"): its direction tokens, nothing when the config has none."""
+    from .trainers._cycle_losses import Direction
+
     if not args.x_token:
         return {}
-    source, target = (args.x_token, args.y_token) if to == "y" else (args.y_token, args.x_token)
-    ids = tokenizer.convert_tokens_to_ids
-    if args.direction_token_position == "decoder":
-        return {"source_token_id": ids(source), "forced_token_id": ids(target)}
-    return {"source_token_id": ids(target)}
+    tags = tokenizer.convert_tokens_to_ids([args.x_token, args.y_token])
+    source, target = tags if to == "y" else tags[::-1]
+    direction = Direction(model=None, engine=None, target_tag=target, source_tag=source, position=args.direction_token_position)
+    return {"source_token_id": direction.encoder_tag, "forced_token_id": direction.forced_tag}
 
 
 def build_cycle_trainer(model, args, tokenizer, x_texts: Sequence[str], y_texts: Sequence[str], *, max_x_length: int, max_y_length: int, **kwargs):

@@ -190,9 +190,12 @@ class Direction:
     def forced_tag(self) -> Optional[int]:
         return self.target_tag if self.position == "decoder" else None
 
+    @property
+    def encoder_tag(self) -> Optional[int]:
+        return self.source_tag if self.position == "decoder" else self.target_tag
+
     def encoder_input(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tag = self.source_tag if self.position == "decoder" else self.target_tag
-        return prepend_token(ids, mask, tag)
+        return prepend_token(ids, mask, self.encoder_tag)
 
     def labels(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = prepend_token(ids, mask, self.forced_tag)
