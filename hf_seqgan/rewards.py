@@ -27,6 +27,8 @@ Kool et al. 2019, https://openreview.net/forum?id=r1lgTGL5DE) and :func:`self_cr
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Callable, Optional, Union
 
 import torch
@@ -43,7 +45,10 @@ __all__ = [
     "MovingAverageBaseline",
     "leave_one_out_baseline",
     "self_critical_baseline",
+    "drop_nonfinite",
 ]
+
+logger = logging.getLogger(__name__)
 
 REWARD_KINDS = ("prob", "logprob", "logit")
 ScoreFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -156,6 +161,24 @@ class TextReward:
         return scores
 
 
+def drop_nonfinite(rewards: torch.Tensor, name: str, valid: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check one reward source's scores `(R,)` or `(R, T)` where the rewards are combined: rows with
+    a NaN or infinite score are dropped from the policy gradient (a warning names the reward and
+    the rows) instead of turning every weight into NaN.
+
+    Returns ``(scores, valid)``: the scores with each dropped row set to 0, and the `(R,)` mask of
+    the rows still valid (``valid`` folded in, when given: the mask of earlier sources)."""
+    finite = torch.isfinite(rewards)
+    row_ok = finite if rewards.dim() == 1 else finite.all(-1)  # (R,)
+    if not bool(row_ok.all()):
+        bad = (~row_ok).nonzero().flatten().tolist()
+        logger.warning("The reward %s returned a non-finite value (NaN or inf) for %d of %d rows (rows %s): those rows are left "
+                       "out of this step's policy gradient and baseline. Make the reward return finite numbers (or None, in a "
+                       "reward function, for a row it does not apply to).", name, len(bad), row_ok.numel(), bad[:10])
+        rewards = torch.where(finite, rewards, torch.zeros_like(rewards))
+    return rewards, row_ok if valid is None else valid & row_ok
+
+
 # ---------------------------------------------------------------------- per-token rewards
 def monte_carlo_rewards(
     engine: RolloutEngine,
@@ -237,7 +260,11 @@ class MovingAverageBaseline:
 
     def update(self, mean: float) -> float:
         """Fold in a batch's mean reward (e.g. the mean over every process of a distributed run);
-        returns the baseline for that batch."""
+        returns the baseline for that batch. A non-finite mean is never absorbed: the baseline keeps
+        its value (0 before the first finite batch) and a warning says so."""
+        if not math.isfinite(mean):
+            logger.warning("The moving-average baseline was given a non-finite mean reward (%s): it keeps its value %s.", mean, self.value)
+            return 0.0 if self.value is None else self.value
         baseline = mean if self.value is None else self.value
         self.value = mean if self.value is None else self.decay * self.value + (1.0 - self.decay) * mean
         return baseline

@@ -31,14 +31,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import os
+import re
 from collections import defaultdict
 from typing import Any, Optional
 
 import torch
-from transformers import Seq2SeqTrainer, get_scheduler
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, get_scheduler
 
-__all__ = ["BaseTrainer", "Auxiliary", "apply_peft", "with_default_targets"]
+__all__ = ["BaseConfig", "BaseTrainer", "Auxiliary", "NonFiniteTrainingError", "apply_peft", "with_default_targets"]
 
 AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
 logger = logging.getLogger(__name__)
@@ -79,6 +81,28 @@ def with_default_targets(model, peft_config):
     peft_config = copy.deepcopy(peft_config)
     peft_config.target_modules = targets
     return peft_config
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training stopped: the loss or the gradient norm was NaN or infinite for too many optimizer steps in a row."""
+
+
+@dataclasses.dataclass
+class BaseConfig(Seq2SeqTrainingArguments):
+    """The fields every trainer of the library shares, on top of `Seq2SeqTrainingArguments`.
+
+    ``max_nonfinite_steps``: an optimizer step whose loss or gradient norm is NaN or infinite is
+    skipped (no parameter or optimizer moment moves; the learning-rate schedule goes on) and counted
+    in the logged ``nonfinite_steps``; after this many such steps in a row training stops with a
+    :class:`NonFiniteTrainingError` that names what went non-finite and the last good checkpoint.
+    """
+
+    max_nonfinite_steps: int = dataclasses.field(default=3, metadata={"help": "Consecutive optimizer steps with a NaN/inf loss or gradient norm (each skipped) after which training stops with an error."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.max_nonfinite_steps, bool) or not isinstance(self.max_nonfinite_steps, int) or self.max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be an integer >= 1, got {self.max_nonfinite_steps!r}.")
 
 
 @dataclasses.dataclass
@@ -127,6 +151,77 @@ class BaseTrainer(Seq2SeqTrainer):
         super().__init__(*args, **kwargs)
         self._auxiliaries: dict[str, Auxiliary] = {}
         self._metrics: dict[str, defaultdict] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._nonfinite = {"loss": None, "total": 0, "streak": 0, "first_bad_step": None}
+        if self.train_dataset is not None and hasattr(self.train_dataset, "__len__") and len(self.train_dataset) == 0:
+            raise ValueError(f"The train_dataset is empty (0 rows): {type(self).__name__} has nothing to train on. Check the data "
+                             "files and any filtering or max_train_samples that removed every row.")
+
+    # ------------------------------------------------------------------ input checks
+    def _check_labels(self, inputs) -> None:
+        """A batch whose labels are all -100 trains on nothing (a loss of 0 or NaN, a discriminator fed
+        empty "real" texts): refuse it; warn once when only some rows have no target token."""
+        labels = inputs.get("labels") if hasattr(inputs, "get") else None
+        if not torch.is_tensor(labels) or labels.numel() == 0:
+            return
+        per_row = labels.ne(-100).any(-1) if labels.dim() > 1 else labels.ne(-100)
+        if not bool(per_row.any()):
+            raise ValueError(
+                f"Every label of this batch is -100 (ignored): the {labels.shape[0]} rows have no target token to train on. The "
+                "targets were probably truncated away or padded with -100 throughout: check the tokenized `labels` column "
+                "(max target length, the tokenizer's text_target) and the collator's label_pad_token_id.")
+        if not bool(per_row.all()) and not getattr(self, "_warned_empty_rows", False):
+            self._warned_empty_rows = True
+            logger.warning("%d of %d rows of a training batch have no target token (labels all -100): they train on empty targets. "
+                           "Drop empty targets from the dataset.", int((~per_row).sum()), per_row.numel())
+
+    # ------------------------------------------------------------------ non-finite steps
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._check_labels(inputs)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss.detach()).all()) and self._nonfinite["loss"] is None:
+            self._nonfinite["loss"] = float(loss.detach().float().mean())
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The Trainer's gradient norm, then the non-finite check: a step whose loss or gradient norm
+        is NaN/inf drops its gradients (so the optimizer moves nothing) and counts towards
+        ``max_nonfinite_steps``."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        state, bad = self._nonfinite, []
+        if state["loss"] is not None:
+            bad.append(f"the loss ({state['loss']})")
+        norm = float(grad_norm) if grad_norm is not None else None
+        if norm is not None and not math.isfinite(norm):
+            bad.append(f"the gradient norm ({norm})")
+        state["loss"] = None
+        if not bad:
+            state["streak"], state["first_bad_step"] = 0, None
+            return grad_norm
+        for param in model.parameters():
+            param.grad = None  # optimizers skip parameters without a gradient: weights and moments stay as they are
+        state["total"] += 1
+        state["streak"] += 1
+        if state["first_bad_step"] is None:
+            state["first_bad_step"] = self.state.global_step
+        limit = getattr(self.args, "max_nonfinite_steps", 3)
+        what = " and ".join(bad)
+        if state["streak"] >= limit:
+            raise NonFiniteTrainingError(
+                f"Training stopped at step {self.state.global_step}: {what} went non-finite for {state['streak']} optimizer steps in a row "
+                f"(max_nonfinite_steps={limit}; each was skipped). {self._last_good_checkpoint(state['first_bad_step'])} Lower the "
+                "learning rate, check the reward functions and the data, or raise max_nonfinite_steps.")
+        logger.warning("Step %d: %s went non-finite; the update is skipped (%d in a row, the limit is %d).", self.state.global_step, what,
+                       state["streak"], limit)
+        return grad_norm
+
+    def _last_good_checkpoint(self, first_bad_step: int) -> str:
+        """The newest checkpoint saved before the weights went bad (the weights of step s are judged by the loss of step s + 1)."""
+        out = self.args.output_dir
+        steps = sorted(int(m.group(1)) for name in (os.listdir(out) if os.path.isdir(out) else [])
+                       if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and int(m.group(1)) < first_bad_step)
+        if not steps:
+            return "No checkpoint was saved before the first non-finite step."
+        return f"The last good checkpoint is {os.path.join(out, f'checkpoint-{steps[-1]}')} (resume with resume_from_checkpoint=<that folder>)."
 
     # ------------------------------------------------------------------ auxiliary models
     def add_auxiliary(
@@ -202,6 +297,8 @@ class BaseTrainer(Seq2SeqTrainer):
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         mode = "train" if self.model.training else "eval"
         metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        if mode == "train" and self._nonfinite["total"]:
+            metrics["nonfinite_steps"] = self._nonfinite["total"]
         if mode == "eval":
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         logs.update(metrics)
@@ -209,6 +306,63 @@ class BaseTrainer(Seq2SeqTrainer):
         self._metrics[mode].clear()
 
     # ------------------------------------------------------------------ saving and resuming
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """`Trainer.train`; ``resume_from_checkpoint=True`` resumes from the newest *complete*
+        checkpoint of ``output_dir`` (a folder left half-written by a killed process is skipped with
+        a warning)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = self._newest_complete_checkpoint()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
+
+    def _missing_from_checkpoint(self, folder: str) -> list[str]:
+        """What a checkpoint folder lacks to be resumed from (empty: complete)."""
+        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+        weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
+        missing = [] if os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) else [TRAINER_STATE_NAME]
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in weights):
+            missing.append("the model weights")
+        if (self._auxiliaries or self._extra_state()) and not os.path.isfile(os.path.join(folder, AUXILIARY_STATE_NAME)):
+            missing.append(AUXILIARY_STATE_NAME)
+        return missing
+
+    def _newest_complete_checkpoint(self) -> str:
+        out = self.args.output_dir
+        found = sorted(((int(m.group(1)), name) for name in (os.listdir(out) if os.path.isdir(out) else [])
+                        if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(out, name))), reverse=True)
+        if not found:
+            raise ValueError(f"resume_from_checkpoint=True, but {out} holds no checkpoint-* folder. Train without resume_from_checkpoint, "
+                             "or pass the folder of a checkpoint.")
+        for _, name in found:
+            folder = os.path.join(out, name)
+            missing = self._missing_from_checkpoint(folder)
+            if not missing:
+                return folder
+            logger.warning("Skipping the incomplete checkpoint %s (it has no %s: probably a process killed while saving).", folder, ", ".join(missing))
+        raise ValueError(f"resume_from_checkpoint=True, but no checkpoint in {out} is complete (each lacks its trainer state, weights or "
+                         f"{AUXILIARY_STATE_NAME}). Start without resume_from_checkpoint.")
+
+    def _save_peft_base(self) -> None:
+        """A PEFT adapter records the Hub id or folder of its base model; a base built from a config
+        has neither, and the adapter could not be reloaded. Save that base once (the adapter leaves
+        its weights untouched) in ``output_dir/base_model`` and record that folder."""
+        model = getattr(self.model, "module", self.model)  # inside DDP, the PeftModel itself
+        if not hasattr(model, "peft_config") or not hasattr(model, "get_base_model"):
+            return
+        configs = [c for c in model.peft_config.values() if not c.base_model_name_or_path]
+        if not configs or getattr(model.get_base_model(), "name_or_path", None):
+            return
+        folder = os.path.abspath(os.path.join(self.args.output_dir, "base_model"))
+        if not os.path.isfile(os.path.join(folder, "config.json")) and self.args.should_save:
+            base = copy.deepcopy(model).base_model.unload()  # the base model without the adapter layers
+            base.save_pretrained(folder)
+            if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
+                self.processing_class.save_pretrained(folder)
+            logger.info("The generator's base model was built from a config: saved it in %s for the adapter to reload from.", folder)
+        for config in configs:
+            config.base_model_name_or_path = folder
+
     def _extra_state(self) -> dict:
         """State a trainer keeps beside the models (e.g. a moving-average baseline); override both."""
         return {}
@@ -219,6 +373,7 @@ class BaseTrainer(Seq2SeqTrainer):
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """Save the generator, each auxiliary model in its subfolder and their model cards; then push
         (``push_to_hub=True`` and a call from the user), as transformers' ``save_model`` does."""
+        self._save_peft_base()
         super().save_model(output_dir, _internal_call=True)  # the push waits for the auxiliary models and cards
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
@@ -324,7 +479,12 @@ class BaseTrainer(Seq2SeqTrainer):
                     "this trainer saved, or start without resume_from_checkpoint."
                 )
             return
-        state = torch.load(path, map_location=self.args.device, weights_only=False)
+        try:  # the state holds tensors, numbers, strings, lists and dicts only: nothing in a checkpoint may run code
+            state = torch.load(path, map_location=self.args.device, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"Refusing to load {path}: it holds more than tensors, numbers, strings and containers ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}), so it may run code when unpickled. hf_seqgan never writes "
+                             "such a file: do not resume from a checkpoint folder you do not trust.") from None
         missing = set(self._auxiliaries) - set(state["auxiliaries"])
         if missing:
             raise ValueError(f"The checkpoint {checkpoint} holds no state for the auxiliary model(s) {sorted(missing)}.")

@@ -40,7 +40,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq
 
 from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
 from ..rewards import (
@@ -49,6 +49,7 @@ from ..rewards import (
     MovingAverageBaseline,
     TextReward,
     discounted_returns,
+    drop_nonfinite,
     leave_one_out_baseline,
     monte_carlo_rewards,
     self_critical_baseline,
@@ -57,7 +58,7 @@ from ..rewards import (
 from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
-from ._base import BaseTrainer, apply_peft
+from ._base import BaseConfig, BaseTrainer, apply_peft
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
@@ -66,7 +67,7 @@ BASELINES = ("moving_average", "self_critical", "leave_one_out", "none")
 
 
 @dataclasses.dataclass
-class AdversarialConfig(Seq2SeqTrainingArguments):
+class AdversarialConfig(BaseConfig):
     """Configuration of :class:`AdversarialTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
 
     Generator update: ``generator_update``, ``reward``, ``baseline`` (+ ``baseline_decay``),
@@ -319,9 +320,10 @@ class AdversarialTrainer(BaseTrainer):
     def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool):
         """REINFORCE: one forward of the (possibly DDP-wrapped) generator over the sampled rows, plus
         the gold rows when the MLE term is on."""
-        rewards = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T)
-        baseline = self._baseline(src, encoded, fakes, labels, rewards)
+        rewards, valid = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T); (R,)
+        baseline, valid = self._baseline(src, encoded, fakes, labels, rewards, valid)
         advantage = (rewards - baseline).detach()
+        advantage = advantage * (valid if advantage.dim() == 1 else valid[:, None])  # rows with a non-finite reward are left out
         rows, steps = fakes.sequences.shape
         dec = [fakes.decoder_input_ids]
         if with_mle:
@@ -336,7 +338,8 @@ class AdversarialTrainer(BaseTrainer):
             loss = -(advantage * logp.sum(-1)).mean()
         else:
             loss = -(advantage * logp).sum() / rows
-        self.record(reward=rewards.float().mean(), baseline=torch.as_tensor(baseline).float().mean(), pg_loss=loss.detach())
+        self.record(reward=rewards[valid].float().mean() if valid.any() else None, pg_loss=loss.detach(),
+                    baseline=torch.as_tensor(baseline)[valid].float().mean() if valid.any() else None)
         mle_logits = out.logits[rows:, : labels.shape[1]] if with_mle else None
         return loss, logits, mle_logits
 
@@ -352,6 +355,7 @@ class AdversarialTrainer(BaseTrainer):
         source_texts = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True) if needs_texts else None
         per_token = args.rollouts > 0 or args.step_rewards
         total = torch.zeros(fakes.sequences.shape if per_token else fakes.sequences.shape[:1], device=fakes.sequences.device)
+        valid = torch.ones(fakes.sequences.shape[0], dtype=torch.bool, device=fakes.sequences.device)
         if self.discriminator is not None:
             self.discriminator.eval()
             score = self._score_fn(src, source_texts)
@@ -361,47 +365,64 @@ class AdversarialTrainer(BaseTrainer):
                 d = discounted_returns(step_level_rewards(fakes, score, self.engine.pad_token_id), fakes.attention_mask, args.gamma)
             else:
                 d = score(fakes.sequences, fakes.attention_mask, fakes.source_index)
+            d, valid = drop_nonfinite(d, "of the discriminator", valid)
             self.record(discriminator_reward=(d.sum() / fakes.attention_mask.sum()) if per_token else d.mean())
             total = total + args.discriminator_reward_weight * d
         if self.reward_funcs:
             references = self._references(labels)
             for fn, weight in zip(self.reward_funcs, self.reward_weights):
                 r = fn(fakes.sequences, fakes.attention_mask, fakes.source_index, source_texts=source_texts, references=references)
-                self.record(**{f"reward_{fn.name}": r.mean()})
+                r, valid = drop_nonfinite(r, fn.name, valid)
+                self.record(**{f"reward_{fn.name}": r[valid].mean() if valid.any() else None})
                 total = total + weight * (r[:, None] * fakes.attention_mask if per_token else r)
-        return total
+        return total, valid
 
     def _references(self, labels):
         if labels is None:
             return None
         return self.processing_class.batch_decode(labels.masked_fill(labels < 0, self.engine.pad_token_id), skip_special_tokens=True)
 
-    def _baseline(self, src, encoded, fakes, labels, rewards):
+    def _baseline(self, src, encoded, fakes, labels, rewards, valid):
+        """The baseline of each row and the rows still valid (a self-critical baseline can itself be non-finite)."""
         args = self.args
         if args.baseline == "none":
-            return torch.zeros_like(rewards)
+            return torch.zeros_like(rewards), valid
         if args.baseline == "leave_one_out":
-            return leave_one_out_baseline(rewards, args.num_samples)
+            # a dropped row takes the mean reward of its source's valid rows, so that it moves no other row's baseline
+            rows = valid.view(-1, args.num_samples, *([1] * (rewards.dim() - 1))).to(rewards.dtype)
+            grouped = rewards.view(-1, args.num_samples, *rewards.shape[1:])
+            fill = (grouped * rows).sum(1, keepdim=True) / rows.sum(1, keepdim=True).clamp_min(1)
+            return leave_one_out_baseline(torch.where(rows.bool(), grouped, fill).reshape(rewards.shape), args.num_samples), valid
         if args.baseline == "moving_average":
-            real = rewards[fakes.attention_mask.bool()] if rewards.dim() == 2 else rewards
+            keep = fakes.attention_mask.bool() & valid[:, None] if rewards.dim() == 2 else valid
+            real = rewards[keep]
             stats = torch.stack([real.float().sum(), torch.tensor(float(real.numel()), device=real.device)])
             if self.accelerator.num_processes > 1:
                 stats = self.accelerator.reduce(stats, reduction="sum")  # the mean over every process's rows
-            return torch.full_like(rewards, self.baseline.update(float(stats[0] / stats[1].clamp_min(1))))
+            if stats[1] == 0:  # no valid row anywhere: the baseline stays as it is
+                return torch.zeros_like(rewards), valid
+            return torch.full_like(rewards, self.baseline.update(float(stats[0] / stats[1]))), valid
         greedy = self.engine.sample(encoded=encoded, max_new_tokens=fakes.sequences.shape[1], do_sample=False)
-        base = self_critical_baseline(self._sequence_rewards(src, greedy, labels), fakes.source_index)
-        return base[:, None] * fakes.attention_mask if rewards.dim() == 2 else base
+        greedy_rewards, greedy_valid = self._sequence_rewards(src, greedy, labels)
+        base = self_critical_baseline(greedy_rewards, fakes.source_index)
+        valid = valid & greedy_valid[fakes.source_index]
+        return (base[:, None] * fakes.attention_mask if rewards.dim() == 2 else base), valid
 
     def _sequence_rewards(self, src, rollout, labels) -> torch.Tensor:
         """Sequence-level reward of a rollout (the self-critical baseline's reward)."""
         total = torch.zeros(rollout.sequences.shape[0], device=rollout.sequences.device)
+        valid = torch.ones(rollout.sequences.shape[0], dtype=torch.bool, device=rollout.sequences.device)
         source_texts = self.processing_class.batch_decode(src["input_ids"], skip_special_tokens=True) if self.reward_funcs else None
         if self.discriminator is not None:
-            total = total + self.args.discriminator_reward_weight * self._score_fn(src, source_texts)(rollout.sequences, rollout.attention_mask, rollout.source_index)
+            d = self._score_fn(src, source_texts)(rollout.sequences, rollout.attention_mask, rollout.source_index)
+            d, valid = drop_nonfinite(d, "of the discriminator (self-critical baseline)", valid)
+            total = total + self.args.discriminator_reward_weight * d
         references = self._references(labels) if self.reward_funcs else None
         for fn, weight in zip(self.reward_funcs, self.reward_weights):
-            total = total + weight * fn(rollout.sequences, rollout.attention_mask, rollout.source_index, source_texts=source_texts, references=references)
-        return total
+            r = fn(rollout.sequences, rollout.attention_mask, rollout.source_index, source_texts=source_texts, references=references)
+            r, valid = drop_nonfinite(r, f"{fn.name} (self-critical baseline)", valid)
+            total = total + weight * r
+        return total, valid
 
     def _gumbel_loss(self, src, labels, max_new):
         """RelGAN: straight-through Gumbel-softmax samples into D's input embeddings."""

@@ -60,15 +60,15 @@ import dataclasses
 from typing import Callable, Optional
 
 import torch
-from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList
 
 from ..discriminators import SequenceDiscriminator
 from ..noise import TextNoiser, check_noise
-from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, leave_one_out_baseline
+from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, drop_nonfinite, leave_one_out_baseline
 from ..rollout import RolloutEngine, token_logprobs
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
-from ._base import BaseTrainer, apply_peft
+from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._cycle_losses import (
     Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, real_fake_loss, sequence_cross_entropy,
     split_domains, target_column,
@@ -82,7 +82,7 @@ BASELINES = ("moving_average", "leave_one_out", "none")
 
 
 @dataclasses.dataclass
-class CycleConfig(Seq2SeqTrainingArguments):
+class CycleConfig(BaseConfig):
     """Configuration of :class:`CycleTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
 
     Models: ``shared_model``, ``x_token``, ``y_token``, ``direction_token_position``. Loss weights
@@ -486,15 +486,18 @@ class CycleTrainer(BaseTrainer):
         """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k)) · log p(ŷ | x), averaged over rows."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
+        valid = None
         for name, reward in rewards.items():
+            reward, valid = drop_nonfinite(reward, name, valid)
             if args.baseline == "leave_one_out":
                 baseline = leave_one_out_baseline(reward, args.num_samples)
             elif args.baseline == "moving_average":
-                baseline = self.baselines[name](reward)
+                baseline = torch.full_like(reward, self.baselines[name].update(float(reward[valid].mean())) if valid.any() else 0.0)
             else:
                 baseline = torch.zeros_like(reward)
             advantage = advantage + w[name] * (reward - baseline).float()
-            self.record(**{f"{name}_reward": reward.mean()})
+            self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
+        advantage = advantage * valid
         src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
         index = fakes.source_index
         logits = model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits

@@ -51,7 +51,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..discriminators import discriminator_loss
@@ -59,7 +59,7 @@ from ..hidden_discriminator import ENCODERS, HiddenStateDiscriminator
 from ..rollout import Encoded, RolloutEngine, gradient_checkpointing_on
 from ..schedules import as_schedule, schedule_field
 from ..sampling import unwrap_model
-from ._base import AUXILIARY_OPTIMIZERS, BaseTrainer
+from ._base import AUXILIARY_OPTIMIZERS, BaseConfig, BaseTrainer
 from ._utils import token_cross_entropy, token_loss_func
 
 __all__ = ["ProfessorForcingConfig", "ProfessorForcingTrainer"]
@@ -69,7 +69,7 @@ REAL = 1  # the discriminator's class of teacher-forced behaviour
 
 
 @dataclasses.dataclass
-class ProfessorForcingConfig(Seq2SeqTrainingArguments):
+class ProfessorForcingConfig(BaseConfig):
     r"""Configuration of [`ProfessorForcingTrainer`]: `Seq2SeqTrainingArguments` plus the fields below.
 
     Parameters:

@@ -42,13 +42,13 @@ import dataclasses
 from typing import Callable, Optional
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TopKLogitsWarper
+from transformers import DataCollatorForSeq2Seq, TopKLogitsWarper
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..rollout import Encoded, RolloutEngine
 from ..sampling import gumbel_max_sample, gumbel_softmax, soft_embed
 from ..schedules import Schedule, as_schedule, schedule_field
-from ._base import BaseTrainer
+from ._base import BaseConfig, BaseTrainer
 from ._utils import token_loss_func
 
 __all__ = ["ScheduledSamplingConfig", "ScheduledSamplingTrainer"]
@@ -69,7 +69,7 @@ def _shift_right(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
 
 
 @dataclasses.dataclass
-class ScheduledSamplingConfig(Seq2SeqTrainingArguments):
+class ScheduledSamplingConfig(BaseConfig):
     r"""Configuration of [`ScheduledSamplingTrainer`]: `Seq2SeqTrainingArguments` plus the fields
     below, all settable from the command line with `HfArgumentParser`.
 
