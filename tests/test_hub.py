@@ -7,8 +7,11 @@ contents); any other request fails the test. Nothing leaves the machine.
 
 import base64
 import http.server
+import io
 import json
+import socket
 import threading
+import time
 
 import pytest
 import yaml
@@ -29,7 +32,9 @@ class HubServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.created, self.commits, self.unexpected, self.tokens = [], [], [], set()
-        self.files: dict[str, dict[str, bytes]] = {}  # repo -> path -> content
+        self.files: dict[str, dict[str, bytes]] = {}  # repo -> path -> content (the latest)
+        self.uploads: list[tuple[str, str, bytes]] = []  # every file of every commit: (repo, path, content)
+        self.stall, self.released = set(), threading.Event()  # paths taken but never answered (until released)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -59,6 +64,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         server, path = self.server, self.path
         server.tokens.add(self.headers.get("Authorization"))
+        if path in server.stall:  # a server that takes the request and never answers
+            server.released.wait()
+            return
         if path == "/api/repos/create":
             request = json.loads(body)
             repo = f"{request['organization']}/{request['name']}"
@@ -81,6 +89,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for line in lines:
                 if line["key"] == "file":
                     server.files[repo][line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                    server.uploads.append((repo, line["value"]["path"], server.files[repo][line["value"]["path"]]))
                     paths.append(line["value"]["path"])
             server.commits.append({"repo": repo, "summary": summary, "paths": paths})
             return self._reply({"commitUrl": f"{server.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40, "pullRequestUrl": None})
@@ -99,6 +108,7 @@ def hub(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_tests")
     yield server
+    server.released.set()
     server.shutdown()
     server.server_close()
     assert not server.unexpected, f"the client made requests the test server does not expect: {server.unexpected}"
@@ -285,9 +295,7 @@ def test_push_fails_clearly_offline_or_without_token(make_model, tokenizer, data
 
 
 def test_push_never_hangs_on_a_silent_endpoint(make_model, tokenizer, data, tmp_path, monkeypatch):
-    """A Hub address that takes no connection (packets dropped) fails after CONNECT_TIMEOUT: the client has no timeout."""
-    import socket
-
+    """A Hub address that takes no connection (packets dropped) fails after CONNECT_TIMEOUT, at the probe before the push."""
     from huggingface_hub import constants
 
     import hf_seqgan.hub as hub_module
@@ -318,3 +326,116 @@ def test_push_never_hangs_on_a_silent_endpoint(make_model, tokenizer, data, tmp_
     finally:
         for sock in backlog + [silent]:
             sock.close()
+
+
+@pytest.mark.parametrize("cause", ["offline", "endpoint gone"])
+def test_a_failed_push_saves_first_and_says_where(make_model, tokenizer, data, tmp_path, hub, monkeypatch, cause):
+    """The repo was created when the trainer was built; then the Hub goes away. The push (and a
+    save, which pushes with push_to_hub=True) saves everything first and names the folder."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    out = tmp_path / "run"
+    trainer = _adversarial(make_model, tokenizer, data, out, push_to_hub=True, hub_model_id="me/gone", save_strategy="no")
+    assert [c["repo"] for c in hub.created] == ["me/gone"]
+    if cause == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    for call in (trainer.push_to_hub, trainer.save_model):
+        shutil.rmtree(out, ignore_errors=True)
+        with pytest.raises(HubPushError, match="HF_HUB_OFFLINE" if cause == "offline" else "unreachable") as caught:
+            call()
+        for path in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "training_args.bin", "README.md",
+                     "discriminator/model.safetensors", "discriminator/config.json", "discriminator/README.md"):
+            assert (out / path).is_file(), f"{path} is missing after the failed {call.__name__}"
+        assert f"the model is saved, complete, in {out.resolve()}" in str(caught.value)
+    assert not hub.commits
+
+
+def _finishes_within(seconds: float, call):
+    """Run ``call()`` in a thread: (the exception it raised, seconds it took); fail if it runs past ``seconds``."""
+    outcome = {}
+
+    def target():
+        start = time.perf_counter()
+        try:
+            call()
+        except Exception as err:
+            outcome["error"] = err
+        outcome["seconds"] = time.perf_counter() - start
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting for the Hub after {seconds} s: a request without a timeout"
+    return outcome.get("error"), outcome["seconds"]
+
+
+@pytest.fixture
+def mute_endpoint(monkeypatch):
+    """A Hub address that accepts TCP connections (the kernel completes them into the backlog) and never answers."""
+    from huggingface_hub import constants
+
+    import hf_seqgan.hub as hub_module
+
+    server = socket.create_server(("127.0.0.1", 0), backlog=32)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy")
+    monkeypatch.setattr(hub_module, "REQUEST_TIMEOUT", 0.5)
+    yield server
+    server.close()  # resets the queued connections: a request still waiting (the test failed) ends too
+
+
+def test_building_a_pushing_trainer_never_hangs(make_model, tokenizer, data, tmp_path, mute_endpoint):
+    model = make_model("marian", warm=False)
+    args = AdversarialConfig(str(tmp_path), push_to_hub=True, hub_model_id="me/mute", save_strategy="no", **QUIET)
+    error, seconds = _finishes_within(8, lambda: AdversarialTrainer(model, args=args, train_dataset=data, processing_class=tokenizer))
+    print(f"create_repo on a mute endpoint gave up after {seconds:.2f} s")
+    assert isinstance(error, HubPushError) and "does not answer (ReadTimeout" in str(error) and "push_to_hub=False" in str(error)
+    assert seconds < 5
+
+
+def test_push_never_hangs_on_a_hub_that_stops_answering(make_model, tokenizer, data, tmp_path, hub, monkeypatch):
+    """The repo is created, then the YAML validation of the card (the commit's first request) is never answered."""
+    import hf_seqgan.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "REQUEST_TIMEOUT", 0.5)
+    hub.stall.add("/api/validate-yaml")
+    trainer = _adversarial(make_model, tokenizer, data, tmp_path / "run", hub_model_id="me/stalled", save_strategy="no")
+    error, seconds = _finishes_within(8, trainer.push_to_hub)
+    print(f"the push on a Hub that stops answering gave up after {seconds:.2f} s")
+    assert isinstance(error, HubPushError) and "does not answer (ReadTimeout" in str(error), error
+    assert f"saved, complete, in {(tmp_path / 'run').resolve()}" in str(error) and (tmp_path / "run" / "model.safetensors").is_file()
+    assert hub.created and not hub.commits and seconds < 5
+
+
+def test_pushed_files_hold_no_token_and_no_local_path(make_model, tokenizer, data, tmp_path, hub):
+    """hub_token (pickled in training_args.bin) and the folder of a local base model reach no
+    uploaded byte: periodic pushes, the last-checkpoint/ folder and the final push."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    base_dir = tmp_path / "base"
+    make_model("marian", warm=False).save_pretrained(base_dir)
+    base = AutoModelForSeq2SeqLM.from_pretrained(base_dir)
+    assert base.config._name_or_path == str(base_dir)
+    secret = "hf_secret_token_never_pushed_0123456789"
+    args = AdversarialConfig(str(tmp_path / "run"), mle_weight="linear:1,0,2", push_to_hub=True, hub_model_id="me/local-base",
+                             hub_token=secret, hub_strategy="checkpoint", save_strategy="steps", save_steps=1, **{**QUIET, "max_steps": 1})
+    trainer = AdversarialTrainer(base, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    trainer.push_to_hub()
+    paths = {path for _, path, _ in hub.uploads}
+    assert {"training_args.bin", "last-checkpoint/training_args.bin", "README.md", "discriminator/README.md"} <= paths
+    assert {c["summary"] for c in hub.commits} >= {"Training in progress, step 1", "Training in progress, step 1, checkpoint", "End of training"}
+    for needle in (secret, str(base_dir), str(base_dir.resolve())):
+        leaks = sorted({path for _, path, content in hub.uploads if needle.encode() in content})
+        assert not leaks, f"{needle} was pushed in {leaks}"
+    card = hub.files["me/local-base"]["README.md"].decode()
+    assert "fine-tuned from a local checkpoint" in card and "base_model" not in _metadata(card)
+    pushed = torch.load(io.BytesIO(hub.files["me/local-base"]["training_args.bin"]), weights_only=False)
+    assert pushed.hub_token is None and pushed.hub_model_id == "me/local-base" and pushed.max_steps == 1
+    assert hub.tokens == {f"Bearer {secret}"}  # the token still authenticates every request
