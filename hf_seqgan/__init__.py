@@ -14,7 +14,7 @@ The public API is listed in ``__all__``. The building blocks:
 - :mod:`hf_seqgan.hidden_discriminator`: the hidden-state discriminator of professor forcing;
 - :mod:`hf_seqgan.noise`: word shuffle / drop / blank input noise for denoising auto-encoding;
 - :mod:`hf_seqgan.trainers`: `ScheduledSamplingTrainer`, `ProfessorForcingTrainer`,
-  `AdversarialTrainer`, `CycleTrainer`;
+  `AdversarialTrainer`, `CycleTrainer`, `GRPOTrainer` (TRL's GRPO for seq2seq models);
 - :mod:`hf_seqgan.metrics`: ROUGE, sacreBLEU, self-BLEU and distinct-n as `evaluate` modules
   shipped in the package (`load_metric`, offline);
 - :mod:`hf_seqgan.evaluation` and :mod:`hf_seqgan.oracle`: temperature sweeps, the
@@ -75,6 +75,9 @@ _LAZY = {
     "AdversarialTrainer": ".trainers",
     "CycleConfig": ".trainers",
     "CycleTrainer": ".trainers",
+    "GRPOConfig": ".trainers",
+    "GRPOTrainer": ".trainers",
+    "NonFiniteTrainingError": ".trainers",
     "HiddenStateDiscriminator": ".hidden_discriminator",
     "add_noise": ".noise",
     "TextNoiser": ".noise",
@@ -125,7 +128,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .reranking import generate_and_rerank, RerankOutput
     from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
     from .rewards import DiscriminatorReward, TextReward, monte_carlo_rewards, step_level_rewards, discounted_returns, MovingAverageBaseline, leave_one_out_baseline, self_critical_baseline
-    from .trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer, ProfessorForcingConfig, ProfessorForcingTrainer, AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer
+    from .trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer, ProfessorForcingConfig, ProfessorForcingTrainer, AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer, GRPOConfig, GRPOTrainer, NonFiniteTrainingError
     from .hidden_discriminator import HiddenStateDiscriminator
     from .noise import add_noise, TextNoiser
     from .metrics import load_metric, available_metrics, distinct_n, self_bleu

@@ -43,6 +43,8 @@ TRAINERS = {
                     "SeqGAN-style training (Yu et al. 2017): REINFORCE or Gumbel-softmax updates against a discriminator."),
     "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer",
               "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."),
+    "grpo": ("hf_seqgan.trainers.grpo", "GRPOConfig", "GRPOTrainer",
+             "GRPO (Shao et al. 2024) with TRL's fields and reward functions: group-relative policy optimization for seq2seq models."),
 }
 
 

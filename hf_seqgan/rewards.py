@@ -27,6 +27,7 @@ Kool et al. 2019, https://openreview.net/forum?id=r1lgTGL5DE) and :func:`self_cr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Callable, Optional, Union
@@ -46,6 +47,8 @@ __all__ = [
     "leave_one_out_baseline",
     "self_critical_baseline",
     "drop_nonfinite",
+    "call_reward_function",
+    "is_trl_reward_function",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,12 +107,35 @@ class DiscriminatorReward:
         return self.from_log_probs(disc.log_probs(logits)).to(sequences.device)
 
 
+def is_trl_reward_function(fn) -> bool:
+    """Whether ``fn`` has TRL's reward signature ``f(prompts, completions, **kwargs)`` (a parameter
+    named ``completions``) rather than the positional ``f(sources, outputs, references)``."""
+    try:
+        return "completions" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call_reward_function(fn, prompts: list, completions: list, completion_ids: list, **columns) -> list:
+    """Call a TRL-style reward function: ``fn(prompts=..., completions=..., completion_ids=...,
+    **columns)``, passing only the keyword arguments it accepts unless it takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters
+    given = {"prompts": prompts, "completions": completions, "completion_ids": completion_ids, **columns}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        given = {k: v for k, v in given.items() if k in params}
+    scores = fn(**given)
+    return scores.tolist() if torch.is_tensor(scores) else list(scores)
+
+
 class TextReward:
     """A reward computed on texts: a callable, or an `evaluate` metric against the references.
 
     Args:
         fn: ``fn(sources: list[str], outputs: list[str], references: list[str] | None) -> (R,)``
-            scores (list or tensor), or an `evaluate.EvaluationModule`, scored per row as
+            scores (list or tensor); or a function with TRL's signature ``fn(prompts, completions,
+            completion_ids=..., references=..., **kwargs) -> list[float | None]`` (recognised by its
+            ``completions`` parameter; None means "not applicable" and drops the row); or an
+            `evaluate.EvaluationModule`, scored per row as
             ``metric.compute(predictions=[output], references=[reference])[key]``.
         tokenizer: the generator's tokenizer (to decode outputs and sources).
         key (`str`, *optional*): which result of the metric is the reward (e.g. ``"rougeL"``);
@@ -126,6 +152,7 @@ class TextReward:
         self.fn, self.tokenizer, self.key = fn, tokenizer, key
         self.name = name or getattr(fn, "name", None) or getattr(fn, "__name__", type(fn).__name__)
         self.needs_references = self.is_metric
+        self.trl_style = not self.is_metric and is_trl_reward_function(fn)
 
     def _metric(self, outputs: list[str], references: list[str]) -> list[float]:
         scores = []
@@ -152,6 +179,10 @@ class TextReward:
             if refs is None:
                 raise ValueError(f"The metric reward {self.name} needs references: the batch must carry labels.")
             scores = self._metric(outputs, refs)
+        elif self.trl_style:
+            sources = [source_texts[i] for i in index] if source_texts is not None else [None] * len(outputs)
+            ids = [row[: int(n)].tolist() for row, n in zip(sequences, attention_mask.sum(-1))]
+            scores = [float("nan") if s is None else s for s in call_reward_function(self.fn, sources, outputs, ids, references=refs)]
         else:
             sources = [source_texts[i] for i in index] if source_texts is not None else None
             scores = self.fn(sources, outputs, refs)

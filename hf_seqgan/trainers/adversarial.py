@@ -59,6 +59,7 @@ from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
+from ._policy import disable_dropout, policy_loss, sampled_logprobs
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
@@ -113,6 +114,7 @@ class AdversarialConfig(BaseConfig):
     discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
     discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
     discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
+    disable_dropout: bool = dataclasses.field(default=True, metadata={"help": "Turn the generator's dropout off, so that its samples and the policy-gradient forward are the same policy (TRL/RL4LMs)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -187,6 +189,8 @@ class AdversarialTrainer(BaseTrainer):
         reward_metric_keys: Optional[Sequence[Optional[str]]] = None,
     ):
         model, args = self._generator_and_args(model, args, AdversarialConfig, "adversarial", peft_config)
+        if args.disable_dropout:
+            disable_dropout(model)
         if processing_class is None:
             raise ValueError("AdversarialTrainer needs processing_class (the generator's tokenizer): rewards and the default discriminator read texts and ids through it.")
         reward_funcs = list(reward_funcs or [])
@@ -296,7 +300,7 @@ class AdversarialTrainer(BaseTrainer):
         if not pretraining:
             mle_w, adv_w = float(self.mle_weight(step)), float(self.adversarial_weight(step))
             if args.generator_update == "reinforce":
-                adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, fakes, labels, sampling, mle_w > 0)
+                adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, fakes, labels, sampling, mle_w > 0, max_new)
             else:
                 with self._unsynced(model, always=True):
                     mle_logits = model(**src, labels=labels).logits if mle_w > 0 else None
@@ -317,7 +321,7 @@ class AdversarialTrainer(BaseTrainer):
         self.record(output_length=fakes.attention_mask.sum(-1).float().mean())
         return total
 
-    def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool):
+    def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool, max_new: int):
         """REINFORCE: one forward of the (possibly DDP-wrapped) generator over the sampled rows, plus
         the gold rows when the MLE term is on."""
         rewards, valid = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T); (R,)
@@ -333,11 +337,10 @@ class AdversarialTrainer(BaseTrainer):
         index = torch.cat([fakes.source_index, torch.arange(labels.shape[0], device=labels.device)]) if with_mle else fakes.source_index
         out = model(input_ids=src["input_ids"][index], attention_mask=src["attention_mask"][index], decoder_input_ids=torch.cat(dec), use_cache=False)
         logits = out.logits[:rows, :steps]  # (R, T, V)
-        logp = token_logprobs(logits, fakes.sequences, fakes.attention_mask)  # (R, T)
-        if advantage.dim() == 1:
-            loss = -(advantage * logp.sum(-1)).mean()
-        else:
-            loss = -(advantage * logp).sum() / rows
+        # the log-probs of the distribution the samples were drawn from (temperature, top-k/top-p, processors)
+        logp = sampled_logprobs(self.engine, logits, fakes.sequences, fakes.attention_mask, max_new_tokens=max_new,
+                                min_new_tokens=self.args.min_new_tokens, **sampling)  # (R, T)
+        loss, _ = policy_loss(logp, advantage, fakes.attention_mask, loss_type="reinforce")
         self.record(reward=rewards[valid].float().mean() if valid.any() else None, pg_loss=loss.detach(),
                     baseline=torch.as_tensor(baseline)[valid].float().mean() if valid.any() else None)
         mle_logits = out.logits[rows:, : labels.shape[1]] if with_mle else None

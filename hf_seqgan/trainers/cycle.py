@@ -69,6 +69,7 @@ from ..rollout import RolloutEngine, token_logprobs
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
+from ._policy import disable_dropout, policy_loss, sampled_logprobs
 from ._cycle_losses import (
     Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, real_fake_loss, sequence_cross_entropy,
     split_domains, target_column,
@@ -133,6 +134,7 @@ class CycleConfig(BaseConfig):
     discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
     discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
     discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
+    disable_dropout: bool = dataclasses.field(default=True, metadata={"help": "Turn G's dropout off, so that its REINFORCE samples and the policy-gradient forward are the same policy (TRL/RL4LMs)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -205,6 +207,8 @@ class CycleTrainer(BaseTrainer):
         if reconstructor is None and model is not None and not getattr(args, "shared_model", False):
             reconstructor = copy.deepcopy(model)  # R starts as a copy of G
         model, args = self._generator_and_args(model, args, CycleConfig, "cycle", peft_config)
+        if args.disable_dropout:
+            disable_dropout(model)
         if processing_class is None:
             raise ValueError("CycleTrainer needs processing_class (the generator's tokenizer): noise, tags and the default discriminator use it.")
         if train_dataset is None:
@@ -337,17 +341,22 @@ class CycleTrainer(BaseTrainer):
         finally:
             direction.model.train(was_training)
 
-    def _decode_rows(self, direction: Direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples):
-        args = self.args
-        ids, mask = direction.encoder_input(ids, mask)
+    def _sampling(self, direction: Direction, max_new: int, do_sample: bool) -> dict:
+        """The settings of a decode with ``direction``: its forced tag, lengths, temperature."""
         tag = direction.forced_tag
-        procs = LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)]) if tag is not None else None
         max_new += int(tag is not None)
-        common = dict(max_new_tokens=max_new, min_new_tokens=min(args.min_new_tokens, max_new), logits_processor=procs,
-                      generator=generator, num_samples=num_samples)
+        return dict(max_new_tokens=max_new, min_new_tokens=min(self.args.min_new_tokens, max_new), do_sample=do_sample,
+                    logits_processor=LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)]) if tag is not None else None,
+                    temperature=self.args.sampling_temperature if do_sample else 1.0)
+
+    def _decode_rows(self, direction: Direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples):
+        ids, mask = direction.encoder_input(ids, mask)
+        common = self._sampling(direction, max_new, do_sample)
         if differentiable:
-            return direction.engine.differentiable(ids, mask, tau=float(self.tau(self.state.global_step)), hard=True, noise=do_sample, **common)
-        return direction.engine.sample(ids, mask, do_sample=do_sample, temperature=args.sampling_temperature if do_sample else 1.0, **common)
+            common.pop("temperature"), common.pop("do_sample")
+            return direction.engine.differentiable(ids, mask, tau=float(self.tau(self.state.global_step)), hard=True, noise=do_sample,
+                                                   generator=generator, num_samples=num_samples, **common)
+        return direction.engine.sample(ids, mask, generator=generator, num_samples=num_samples, **common)
 
     def _without_tag(self, rollout) -> torch.Tensor:
         """`(R, T)` the mask of G's own choices: the forced direction tag left out."""
@@ -474,7 +483,7 @@ class CycleTrainer(BaseTrainer):
                 rewards["adversarial"] = self._d_reward(fakes.sequences, d_mask, index)
                 self.record(discriminator_reward=rewards["adversarial"].mean())
         if rewards:
-            g_loss = g_loss + self._policy_gradient(model, x, x_mask, fakes, rewards, w)
+            g_loss = g_loss + self._policy_gradient(model, x, x_mask, fakes, rewards, w, self._sampling(self.to_y, max_new, args.do_sample))
         if self.discriminator is not None:
             self._discriminator_update(y, y_mask, fakes.sequences.detach(), d_mask)
         self.record(output_length=d_mask.sum(-1).float().mean())
@@ -482,8 +491,9 @@ class CycleTrainer(BaseTrainer):
             self.record(tau=float(self.tau(self.state.global_step)))
         return g_loss, r_loss, soft_leaf
 
-    def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict) -> torch.Tensor:
-        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k)) · log p(ŷ | x), averaged over rows."""
+    def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict) -> torch.Tensor:
+        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k)) · log q(ŷ | x), averaged over rows, with q
+        the distribution the samples were drawn from (temperature and processors applied)."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
         valid = None
@@ -501,8 +511,8 @@ class CycleTrainer(BaseTrainer):
         src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
         index = fakes.source_index
         logits = model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits
-        logp = token_logprobs(logits, fakes.sequences, self._without_tag(fakes)).sum(-1)  # (R,)
-        loss = -(advantage.detach() * logp).mean()
+        logp = sampled_logprobs(self.to_y.engine, logits, fakes.sequences, self._without_tag(fakes), **sampling)  # (R, T)
+        loss, _ = policy_loss(logp, advantage.detach(), self._without_tag(fakes), loss_type="reinforce")
         self.record(pg_loss=loss.detach())
         return loss
 

@@ -1,0 +1,166 @@
+"""The policy-gradient core every trainer of the library that samples and learns from rewards uses
+(:class:`~hf_seqgan.trainers.AdversarialTrainer`, :class:`~hf_seqgan.trainers.CycleTrainer`,
+:class:`~hf_seqgan.trainers.GRPOTrainer`).
+
+- :func:`sampled_logprobs`: the log-probabilities of the tokens under the distribution they were
+  *actually sampled from* — the raw logits of a teacher-forced forward passed through the same
+  temperature, top-k, top-p and generation-config processors, in the same order, as the
+  :class:`~hf_seqgan.rollout.RolloutEngine` applied while sampling. Scoring samples drawn at a
+  temperature T != 1 with ``log_softmax`` of the raw logits gives a biased estimator (a constant
+  reward then moves the policy); this is the on-policy score.
+- :func:`policy_loss`: the clipped-ratio surrogate (PPO/GRPO; with one update per batch of samples
+  the ratio is exactly 1 and it is REINFORCE), a KL term to a reference (k3 estimator) and the
+  token- or sequence-level aggregations of TRL's ``loss_type``.
+- :func:`group_advantages`: GRPO's group-relative advantages (``scale_rewards``).
+- :func:`disable_dropout`: dropout off in a model, so that the rollouts and the loss forward are the
+  same policy (RL4LMs and TRL found dropout destabilising for RL).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+__all__ = ["LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout"]
+
+#: aggregations of the per-token loss: TRL's "grpo" (mean over each completion's tokens, then over
+#: completions), "bnpo" (mean over every token of the batch), "dr_grpo" (sum over tokens / (rows x
+#: max_completion_length)); "reinforce": sum over each completion's tokens, mean over completions
+#: (the plain score-function estimator of a sequence reward).
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "reinforce")
+SCALE_REWARDS = ("group", "batch", "none")
+_POSITION_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+# the module attributes transformers' models read their dropout probabilities from (besides nn.Dropout modules)
+_DROPOUT_ATTRIBUTES = ("dropout", "attention_dropout", "activation_dropout", "dropout_rate", "layerdrop", "attn_dropout", "hidden_dropout")
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Set every dropout probability of ``model`` to 0, in place: ``nn.Dropout`` modules and the float
+    attributes (``dropout``, ``activation_dropout``, ``attention_dropout``, ``layerdrop``, ...) that
+    BART-style models pass to ``nn.functional.dropout``. The config is left as it is, so a saved
+    model keeps its own dropout for later fine-tuning. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for name in _DROPOUT_ATTRIBUTES:
+            value = module.__dict__.get(name)
+            if isinstance(value, float) and not isinstance(value, bool):
+                setattr(module, name, 0.0)
+    return model
+
+
+def sampling_processors(engine, *, max_new_tokens: int, do_sample: bool = True, temperature: float = 1.0, top_k=None, top_p=None,
+                        logits_processor=None):
+    """The processors :meth:`RolloutEngine.sample` applies for these settings, in its order."""
+    warpers, _ = engine._sampling_setup(do_sample, temperature, top_k, top_p, None)
+    return engine._processors(max_new_tokens, logits_processor, warpers)
+
+
+def sampled_logprobs(engine, logits: torch.Tensor, sequences: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int,
+                     min_new_tokens: int = 0, do_sample: bool = True, temperature: float = 1.0, top_k: Optional[int] = None,
+                     top_p: Optional[float] = None, logits_processor=None) -> torch.Tensor:
+    """`(R, T)` log-probabilities of ``sequences`` under the distribution the engine sampled them
+    from, computed from teacher-forced ``logits`` `(R, T, V)` (differentiable; 0 where ``mask`` is 0).
+
+    The settings are those given to :meth:`RolloutEngine.sample` (``max_new_tokens`` matters for the
+    generation config's forced EOS); ``logits_processor`` must hold only stateless processors (a
+    function of the prefix and the scores, as transformers' own are). Temperature, top-k and top-p act on every position at once;
+    processors that read the decoded prefix (repetition penalty, n-gram blocking, forced tokens,
+    minimum length) are applied position by position on the prefix, exactly as in the decode. A
+    sampled token that a top-k/top-p cut would now exclude (a tie at the boundary moved by float
+    noise between the cached decode and this forward) keeps its temperature-scaled score.
+    """
+    processors = sampling_processors(engine, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     logits_processor=logits_processor)
+    rows, steps, vocab = logits.shape
+    scores = logits.float()  # (R, T, V)
+    eos = engine.eos_token_ids
+    if min_new_tokens and eos:
+        blocked = torch.zeros(steps, vocab, dtype=torch.bool, device=scores.device)
+        blocked[: min(min_new_tokens, steps), eos] = True
+        scores = scores.masked_fill(blocked, float("-inf"))  # EOS blocked before min_new_tokens, as in the decode
+    fallback = scores / temperature if do_sample and temperature != 1.0 else scores
+    if all(isinstance(p, _POSITION_FREE) for p in processors):
+        flat = scores.reshape(rows * steps, vocab)
+        dummy = sequences.new_zeros(rows * steps, 1)
+        for proc in processors:
+            flat = proc(dummy, flat)
+        processed = flat.view(rows, steps, vocab)
+    else:
+        start = torch.full_like(sequences[:, :1], engine.decoder_start_token_id)
+        history = torch.cat([start, sequences], dim=1)  # (R, 1 + T)
+        processed = torch.stack([processors(history[:, : t + 1], scores[:, t]) for t in range(steps)], dim=1)
+    token = processed.gather(-1, sequences[..., None]).squeeze(-1)  # (R, T)
+    norm = processed.logsumexp(-1)  # (R, T)
+    live = mask.bool()
+    flipped = torch.isneginf(token) & live
+    if bool(flipped.any()):
+        kept = fallback.gather(-1, sequences[..., None]).squeeze(-1)
+        norm = torch.where(flipped, torch.logaddexp(norm, kept), norm)
+        token = torch.where(flipped, kept, token)
+    return torch.where(live, token - norm, torch.zeros_like(norm))
+
+
+def group_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards: str = "group", eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantages `(R,)`: each reward minus the mean of its group of ``num_generations``
+    completions of one prompt (rows ordered prompt-major), divided by the group's standard deviation
+    (``"group"``), the batch's (``"batch"``) or nothing (``"none"``)."""
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}.")
+    grouped = rewards.view(-1, num_generations)  # (P, G)
+    advantages = grouped - grouped.mean(-1, keepdim=True)
+    if scale_rewards == "group":
+        advantages = advantages / (grouped.std(-1, keepdim=True) + eps) if num_generations > 1 else advantages
+    elif scale_rewards == "batch":
+        advantages = advantages / (rewards.std() + eps) if rewards.numel() > 1 else advantages
+    return advantages.reshape(-1)
+
+
+def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *, old_logp: Optional[torch.Tensor] = None,
+                ref_logp: Optional[torch.Tensor] = None, beta: float = 0.0, epsilon: float = 0.2, epsilon_high: Optional[float] = None,
+                loss_type: str = "grpo", max_completion_length: Optional[int] = None) -> tuple[torch.Tensor, dict]:
+    """The policy-gradient surrogate over sampled tokens.
+
+    Args:
+        logp: `(R, T)` log-probs of the sampled tokens under the current policy (in the graph).
+        advantages: `(R,)` per completion or `(R, T)` per token.
+        mask: `(R, T)` 1 at the completions' real tokens.
+        old_logp: `(R, T)` log-probs under the policy that sampled (several updates per batch of
+            samples); ``None``: the current one, detached, so the ratio is exactly 1.
+        ref_logp, beta: the reference model's log-probs and the weight of the k3 KL estimate.
+        epsilon, epsilon_high: the ratio is clipped to ``[1 - epsilon, 1 + epsilon_high]``.
+        loss_type: one of :data:`LOSS_TYPES`.
+
+    Returns ``(loss, stats)`` with ``stats``: ``clip_ratio`` (share of tokens whose ratio was
+    clipped where it mattered), ``kl`` (mean per token, when ``ref_logp`` is given).
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}.")
+    mask = mask.to(logp.dtype)
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages  # (R, 1) or (R, T)
+    old = logp.detach() if old_logp is None else old_logp
+    ratio = torch.exp(logp - old)  # (R, T): 1 in value on the first update, with the score function's gradient
+    high = epsilon if epsilon_high is None else epsilon_high
+    clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + high)
+    per_token = -torch.min(ratio * adv, clipped * adv)  # (R, T)
+    tokens = mask.sum().clamp_min(1.0)
+    stats = {"clip_ratio": (((ratio * adv) > (clipped * adv)).to(mask.dtype) * mask).sum() / tokens}
+    if ref_logp is not None and beta:
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1.0  # (R, T), k3: unbiased and >= 0
+        per_token = per_token + beta * kl
+        stats["kl"] = (kl.detach() * mask).sum() / tokens
+    per_token = per_token * mask
+    rows = logp.shape[0]
+    if loss_type == "grpo":
+        loss = (per_token.sum(-1) / mask.sum(-1).clamp_min(1.0)).mean()
+    elif loss_type == "bnpo":
+        loss = per_token.sum() / tokens
+    elif loss_type == "dr_grpo":
+        width = max_completion_length or logp.shape[1]
+        loss = per_token.sum() / (rows * width)
+    else:
+        loss = per_token.sum() / max(rows, 1)
+    return loss, stats
