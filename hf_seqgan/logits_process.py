@@ -235,17 +235,24 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
       children's perturbations are Gumbels conditioned on their maximum being the parent's, and the
       processor returns the child-minus-parent increments, so that beam search's accumulated score
       *is* the perturbed log-probability. The top k by that score are k distinct sequences sampled
-      without replacement (Gumbel-top-k). Use :meth:`beam_search_kwargs` (``length_penalty=0``,
-      ``do_sample=False``): a length penalty would re-rank the samples. The per-prefix state is
-      looked up from ``input_ids`` (the previous step's rows, matched by prefix within each group
-      of ``num_beams`` rows), and reset when a decode starts (``input_ids.shape[-1] ==
-      prompt_length``). Beam search keeps ``max(2, 1 + number of EOS ids) * num_beams``
+      without replacement (Gumbel-top-k). Use :meth:`generate_kwargs` (``num_beams=k``,
+      ``length_penalty=0``, ``do_sample=False``): a length penalty would re-rank the samples. The
+      per-prefix state is looked up from ``input_ids`` (the previous step's rows, matched by prefix
+      within each group of ``num_beams`` rows), and reset when a decode starts
+      (``input_ids.shape[-1] == prompt_length``). Beam search keeps ``max(2, 1 + number of EOS ids) * num_beams``
       candidates a step, and the perturbed score is increasing in each child's own perturbed
       log-probability, so only each row's ``4 * num_beams`` best children are scored; the others get
       ``-inf`` (exact for up to three EOS ids).
 
     Put it last among the processors and use it with ``do_sample=False`` (with sampling on top the
-    noise would be drawn twice). Noise costs one random number per vocabulary entry and row.
+    noise would be drawn twice): ``generate(..., **processor.generate_kwargs())`` sets the decode up
+    to match the processor. With ``num_beams > 1`` a mismatch it can see raises a `ValueError`: a
+    row count that is not a multiple of ``num_beams`` (at once), or groups of ``num_beams`` rows
+    whose first-step scores differ, so that they are not the beams of one source (``generate()``
+    ran with another ``num_beams``, greedy or sampling; raised at the second step). Groups holding
+    copies of one source (sampling with ``num_return_sequences=num_beams``, repeated sources) look
+    like beams and pass. :class:`~hf_seqgan.rollout.RolloutEngine` refuses the processor with
+    ``num_beams > 1`` or ``do_sample=True``. Noise costs one random number per vocabulary entry and row.
 
     Args:
         temperature (`float`, defaults to 1.0): > 0; samples follow ``softmax(scores / temperature)``.
@@ -267,7 +274,7 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
     >>> model = build_tiny_model("bart", tok)
     >>> batch = tok(["the cat sat"], return_tensors="pt")
     >>> sbs = GumbelSamplingLogitsProcessor(num_beams=4, seed=0)
-    >>> out = model.generate(**batch, max_new_tokens=4, logits_processor=LogitsProcessorList([sbs]), **sbs.beam_search_kwargs(4))
+    >>> out = model.generate(**batch, max_new_tokens=4, logits_processor=LogitsProcessorList([sbs]), **sbs.generate_kwargs())
     >>> len({tuple(row) for row in out.tolist()})  # 4 distinct samples without replacement
     4
 
@@ -297,11 +304,40 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
         self.seed = seed
         self.prompt_length = _nonneg_int(prompt_length, "prompt_length")
         self._state: Optional[tuple[torch.Tensor, ...]] = None  # ids, kept children, their log-probs and perturbed scores
+        self._mixed_groups = False  # the decode's first step showed groups of num_beams rows from different sources
 
     @staticmethod
     def beam_search_kwargs(num_samples: int) -> dict:
-        """``generate()`` arguments for stochastic beam search returning ``num_samples`` samples."""
+        """``generate()`` arguments for stochastic beam search returning ``num_samples`` samples
+        (prefer :meth:`generate_kwargs`, which takes ``num_beams`` from the processor)."""
         return dict(num_beams=num_samples, num_return_sequences=num_samples, do_sample=False, length_penalty=0.0, early_stopping=False)
+
+    def generate_kwargs(self, num_return_sequences: Optional[int] = None) -> dict:
+        """The ``generate()`` arguments this processor is built for: greedy decoding for
+        ``num_beams=1``, else beam search with its ``num_beams``, no length penalty and
+        ``num_return_sequences`` samples per source (default: ``num_beams``)."""
+        if self.num_beams == 1:
+            if num_return_sequences not in (None, 1):
+                raise ValueError("num_return_sequences > 1 needs num_beams > 1 (distinct samples); or repeat the sources for independent ones.")
+            return dict(do_sample=False, num_beams=1)
+        n = self.num_beams if num_return_sequences is None else num_return_sequences
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.num_beams:
+            raise ValueError(f"num_return_sequences must be an integer in [1, num_beams={self.num_beams}], got {num_return_sequences!r}.")
+        return {**self.beam_search_kwargs(self.num_beams), "num_return_sequences": n}
+
+    def _fix(self) -> str:
+        return (f"Call generate(..., logits_processor=LogitsProcessorList([..., processor]), **processor.generate_kwargs()), which "
+                f"runs beam search with num_beams={self.num_beams} and do_sample=False.")
+
+    def _check_first_step(self, scores: torch.Tensor) -> None:
+        """At a decode's first step, rows come in groups of ``num_beams`` with one source's (identical)
+        scores. A mixed group is reported at the next step, so that a lone call on made-up scores passes."""
+        rows, k = scores.shape[0], self.num_beams
+        if rows % k:
+            raise ValueError(f"GumbelSamplingLogitsProcessor(num_beams={k}) got {rows} decoder rows, not a multiple of {k}: generate() "
+                             f"runs another num_beams (or greedy/sampling decoding). {self._fix()}")
+        grouped = scores.float().reshape(rows // k, k, -1)  # (B, k, V)
+        self._mixed_groups = not bool(torch.isclose(grouped, grouped[:, :1], rtol=1e-4, atol=1e-4, equal_nan=True).all())
 
     def _noise(self, scores: torch.Tensor, fresh: bool) -> torch.Tensor:
         if self.seed is not None and (fresh or self.generator is None or self.generator.device != scores.device):
@@ -331,8 +367,15 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
         rows = scores.shape[0]
         logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # (R, V)
         if fresh or self._state is None:
+            self._check_first_step(scores)
             parent_phi = parent_g = torch.zeros(rows, device=scores.device)
         else:
+            if self._mixed_groups:
+                raise ValueError(
+                    f"GumbelSamplingLogitsProcessor(num_beams={self.num_beams}): at the first step its groups of {self.num_beams} rows had "
+                    f"different scores, so they are not the beams of one source: generate() ran with another num_beams, or with greedy "
+                    f"or sampling decoding (do_sample=True). {self._fix()}"
+                )
             parent, token = self._parents(input_ids), input_ids[:, -1:]
             _, old_tokens, old_phi, old_g = self._state
             slot = old_tokens.index_select(0, parent) == token  # (R, M) where the parent kept this child

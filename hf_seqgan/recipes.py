@@ -9,8 +9,9 @@
 - :func:`load_corpus` -> :class:`Corpus`: ``--dataset_name``, ``--train_file``/``--validation_file``
   (text: one item a line; json, jsonl, csv, tsv) with optional ``--train_target_file``/
   ``--validation_target_file`` for the target side, or the deterministic synthetic default.
-- :func:`load_model_and_tokenizer`: a given model (hub name or folder), or a tiny one built from a
-  config with a tokenizer trained on the training text.
+- :func:`load_model_and_tokenizer`: a given model (hub name or folder, checked when the options are
+  parsed: a missing folder, or a hub id not cached offline, is one short error), or a tiny one built
+  from a config with a tokenizer trained on the training text.
 - :func:`build_trainer` / :func:`build_cycle_trainer` and :func:`train_and_save`: training, the
   loss on the validation set, saving (``--push_to_hub`` too).
 - :func:`generate_texts` (with :func:`direction_tokens` for a cycle model's directions),
@@ -76,6 +77,10 @@ class ModelArguments:
     tiny_vocab_size: int = field(default=600, metadata={"help": "Vocabulary of the tokenizer trained for the tiny model."})
     tiny_d_model: int = field(default=64, metadata={"help": "Hidden size of the tiny model (feed-forward: 4x)."})
     tiny_layers: int = field(default=2, metadata={"help": "Encoder and decoder layers of the tiny model."})
+
+    def __post_init__(self):
+        # a model that cannot load is reported here, when the options are parsed, before any data is read
+        _check_model_sources(self)
 
 
 @dataclass
@@ -335,6 +340,37 @@ def load_corpus(data_args, training_args, *, source_column: str, target_column: 
 
 
 # ---------------------------------------------------------------------- model
+_HUB_ID = re.compile(r"^[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?$")  # "name" or "owner/name"
+_MAKE_LOCAL = ("Make a local model with save_pretrained: e.g. hf_seqgan.tiny.train_tokenizer(texts) and build_tiny_model(family, "
+               "tokenizer), then model.save_pretrained(folder) and tokenizer.save_pretrained(folder); or leave --model_name_or_path "
+               "unset to build the tiny embedded model.")
+
+
+def _check_model_source(name: str, option: str, files: Sequence[str]) -> None:
+    """Before any ``from_pretrained``: ``name`` must be a folder holding one of ``files``, or a hub
+    id, which offline (``HF_HUB_OFFLINE=1``) must be in the local cache. Raises one short error."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not any(os.path.isfile(os.path.join(path, f)) for f in files):
+            raise FileNotFoundError(f"{option} {name!r} is a folder without {' or '.join(files)}, so no saved model. {_MAKE_LOCAL}")
+        return
+    if os.path.exists(path) or not _HUB_ID.match(name):
+        what = "is a file, not a model folder" if os.path.exists(path) else f"names no folder ({os.path.abspath(path)} does not exist)"
+        raise FileNotFoundError(f"{option} {name!r} {what}. {_MAKE_LOCAL}")
+    if constants.HF_HUB_OFFLINE and not any(isinstance(try_to_load_from_cache(name, f), str) for f in files):
+        raise OSError(f"{option} {name!r} is neither a local folder nor in the Hugging Face cache, and the hub is offline "
+                      f"(HF_HUB_OFFLINE=1): download it once with network (`hf download {name}`), or use a local folder. {_MAKE_LOCAL}")
+
+
+def _check_model_sources(model_args) -> None:
+    if model_args.model_name_or_path:
+        _check_model_source(model_args.model_name_or_path, "--model_name_or_path", ("config.json", "adapter_config.json"))
+        if model_args.tokenizer_name:
+            _check_model_source(model_args.tokenizer_name, "--tokenizer_name", ("tokenizer_config.json", "tokenizer.json", "config.json"))
+
+
 def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed: int = 0, special_tokens: Sequence[str] = (), max_length: int = 256):
     """Step 4 of every recipe: ``(model, tokenizer, description)``: the given model and its
     tokenizer (``special_tokens`` added, embeddings resized), or a tiny model of
@@ -345,6 +381,7 @@ def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed:
 
     if model_args.model_name_or_path:
         name = model_args.model_name_or_path
+        _check_model_sources(model_args)
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or name)
             model = AutoModelForSeq2SeqLM.from_pretrained(name)

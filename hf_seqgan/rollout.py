@@ -34,13 +34,16 @@ Examples:
 >>> out = engine.sample(**batch, max_new_tokens=5, generator=torch.Generator().manual_seed(0))
 >>> out.sequences.shape, out.logprobs.shape
 (torch.Size([2, 5]), torch.Size([2, 5]))
+
 ```
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+import math
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -197,6 +200,30 @@ def _positive_int(value, name: str) -> int:
     return value
 
 
+def _cache_argument(model) -> str:
+    """The keyword of ``model``'s forward (and output) for the KV cache, read once from the signature:
+    ``cache`` where transformers renamed it (``past_key_values`` then warns), else ``past_key_values``."""
+    try:
+        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    except (TypeError, ValueError):
+        return "past_key_values"
+
+
+def _check_gumbel_processors(processors, *, noise: bool) -> None:
+    """Refuse a `GumbelSamplingLogitsProcessor` for beam search (the engine has none) or on top of sampling (noise twice)."""
+    if not processors:
+        return
+    from .logits_process import GumbelSamplingLogitsProcessor
+
+    for proc in (p for p in processors if isinstance(p, GumbelSamplingLogitsProcessor)):
+        if proc.num_beams > 1:
+            raise ValueError(f"GumbelSamplingLogitsProcessor(num_beams={proc.num_beams}) is stochastic beam search, which the rollout "
+                             "engine does not run: use model.generate(..., **processor.generate_kwargs()), or num_beams=1 here.")
+        if noise:
+            raise ValueError("GumbelSamplingLogitsProcessor already makes argmax decoding an exact sample; on top of sampling the noise "
+                             "would be drawn twice. Pass do_sample=False (noise=False in the differentiable mode).")
+
+
 def gradient_checkpointing_on(model) -> bool:
     """Whether ``model`` (unwrapped) has gradient (activation) checkpointing enabled: in training mode
     transformers then drops the KV cache, which cached step-by-step decoding needs."""
@@ -248,6 +275,7 @@ class RolloutEngine:
         if self.decoder_start_token_id is None:
             raise ValueError(f"{type(self.base).__name__} has no decoder_start_token_id; set model.generation_config.decoder_start_token_id.")
         self.use_generation_config = use_generation_config
+        self._cache_arg = _cache_argument(self.base)
         if use_generation_config and gen is not None:
             odd = [k for k, default in _UNHANDLED_GENERATION_FIELDS.items() if getattr(gen, k, default) not in (default, None)]
             if odd:
@@ -278,6 +306,9 @@ class RolloutEngine:
             raise ValueError(f"input_ids must be a (batch, length) tensor, got {None if input_ids is None else tuple(input_ids.shape)}.")
         if attention_mask is None:
             attention_mask = (input_ids != self.pad_token_id).long()
+        elif attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has shape {tuple(input_ids.shape)}: "
+                             "pass the mask the tokenizer returned with these ids (same rows and length), or none to mask the pad tokens.")
         out = self.base.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return Encoded(out.last_hidden_state, attention_mask)
 
@@ -357,10 +388,10 @@ class RolloutEngine:
         step_input: dict = {"decoder_input_ids": history[:, :1].clone()}
         for t in range(steps):
             out = self.model(
-                encoder_outputs=encoder_outputs, attention_mask=enc.attention_mask, past_key_values=cache,
+                encoder_outputs=encoder_outputs, attention_mask=enc.attention_mask, **{self._cache_arg: cache},
                 use_cache=True, output_hidden_states=hidden_layers is not None, return_dict=True, **step_input,
             )
-            cache = out.past_key_values
+            cache = getattr(out, self._cache_arg)
             logits = out.logits[:, -1, :]  # (R, V)
             scores = logits
             if t < min_new_tokens and eos.numel():
@@ -409,13 +440,14 @@ class RolloutEngine:
             hidden_states=tuple(torch.stack([h[i] for h in hiddens], dim=1) for i in range(len(hidden_layers))) if hidden_layers is not None else None,
         )
 
-    def _sampling_setup(self, do_sample, temperature, top_k, top_p, generator):
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}; for argmax decoding pass do_sample=False.")
+    def _sampling_setup(self, do_sample, temperature, top_k, top_p, generator, logits_processor=None):
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}; for argmax decoding pass do_sample=False.")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
             raise ValueError(f"top_k must be a non-negative integer (0 = off), got {top_k!r}.")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+        _check_gumbel_processors(logits_processor, noise=do_sample)
         warpers = []
         if do_sample:
             if temperature != 1.0:
@@ -502,7 +534,7 @@ class RolloutEngine:
         """
         steps = self._steps(max_new_tokens)
         min_new_tokens = self._check_min(min_new_tokens, steps)
-        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
+        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator, logits_processor)
         enc, index = self._expand(self._encoded(input_ids, attention_mask, encoded), num_samples)
         forced = None
         if forced_tokens is not None or forced_mask is not None:
@@ -549,8 +581,9 @@ class RolloutEngine:
         """
         steps = self._steps(max_new_tokens)
         min_new_tokens = self._check_min(min_new_tokens, steps)
-        if not isinstance(tau, (int, float)) or not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau!r}.")
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < math.inf:
+            raise ValueError(f"tau must be a finite number > 0, got {tau!r}.")
+        _check_gumbel_processors(logits_processor, noise=noise)
         enc, index = self._expand(self._encoded(input_ids, attention_mask, encoded), num_samples)
 
         def choose(scores):
@@ -620,7 +653,7 @@ class RolloutEngine:
         lengths = prefix_lengths.repeat_interleave(num_samples, dim=1).reshape(-1)  # (B*K*N,)
         forced_tokens = prefixes.index_select(0, source_index)  # (R, P)
         forced_mask = torch.arange(plen, device=device)[None, :] < lengths[:, None]  # (R, P)
-        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator)
+        warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator, logits_processor)
         rollout = self._decode(
             enc.select(source_index), steps=steps, processors=self._processors(steps, logits_processor, warpers),
             choose=choose, source_index=source_index, forced=(forced_tokens, forced_mask), sample_logprobs=True,

@@ -189,3 +189,46 @@ def test_read_table_and_unpaired_halves(tmp_path):
     assert corpus.unpaired("x", "y") == (["s0", "s1", "s2"], ["t3", "t4", "t5"])  # no pair seen
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_table(str(tmp_path / "missing.json"))
+
+
+def test_a_model_that_cannot_load_is_reported_first_and_short(scripts, tmp_path, monkeypatch, tokenizer):
+    """A --model_name_or_path that is no saved folder, or a hub id not cached while offline, gives one short error
+    naming it and how to make a local model, when the options are parsed: before any data or from_pretrained."""
+    import transformers
+
+    from hf_seqgan import recipes
+    from hf_seqgan.tiny import build_tiny_model
+
+    saved = tmp_path / "model"
+    build_tiny_model("t5", tokenizer).save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    (tmp_path / "file.txt").write_text("not a model")
+    cases = [(str(tmp_path / "missing"), FileNotFoundError, "names no folder"), (str(tmp_path / "file.txt"), FileNotFoundError, "is a file"),
+             (str(tmp_path), FileNotFoundError, "folder without config.json"),
+             ("someone/not-cached", OSError, r"neither a local folder nor in the Hugging Face cache.*offline")]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained was called")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.AutoModelForSeq2SeqLM, "from_pretrained", refuse)
+        patch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+        for name, error, match in cases:
+            with pytest.raises(error, match=match) as info:
+                recipes.ModelArguments(model_name_or_path=name)
+            message = str(info.value)
+            assert repr(name) in message and "build_tiny_model" in message and "save_pretrained" in message, message
+            assert len(message) < 600 and info.value.__cause__ is None and info.value.__context__ is None
+        with pytest.raises(FileNotFoundError, match="--tokenizer_name .* names no folder"):
+            recipes.ModelArguments(model_name_or_path=str(saved), tokenizer_name=str(tmp_path / "missing"))
+        # a script stops at its argument parsing, before reading or generating data
+        with pytest.raises(FileNotFoundError, match="names no folder"):
+            scripts["run_summarization"].main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
+        # arguments built another way are checked on loading
+        late = recipes.ModelArguments()
+        late.model_name_or_path = "someone/not-cached"
+        with pytest.raises(OSError, match="nor in the Hugging Face cache"):
+            recipes.load_model_and_tokenizer(late, [])
+    # a folder saved with save_pretrained loads
+    model, tok, description = recipes.load_model_and_tokenizer(recipes.ModelArguments(model_name_or_path=str(saved)), [])
+    assert model.config.model_type == "t5" and len(tok) == len(tokenizer) and description == str(saved)

@@ -1,4 +1,8 @@
 import copy
+import inspect
+import logging
+import re
+import warnings
 
 import pytest
 import torch
@@ -11,11 +15,39 @@ from transformers import (
     SuppressTokensLogitsProcessor,
 )
 
+from hf_seqgan.logits_process import GumbelSamplingLogitsProcessor
 from hf_seqgan.rollout import RolloutEngine
 from hf_seqgan.sampling import soft_embed
 from tests.conftest import FAMILIES
 
 MAX_NEW = 14
+FREE, NEVER = -1, -2
+
+
+class EndRows:
+    """A processor that builds the EOS preconditions instead of hoping a tiny model meets them: row r
+    ends at generated step ``at[r]`` (its EOS score raised above all others from there on, unless
+    something blocked EOS with -inf, e.g. ``min_new_tokens``); ``NEVER`` rows cannot end (EOS -inf);
+    ``FREE`` rows are left to the model. Pure: the step is read from ``input_ids``."""
+
+    def __init__(self, eos, at):
+        self.eos, self.at = eos, torch.tensor(at)
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[-1] - 1  # the index of the token being generated
+        col = scores[:, self.eos]  # (R,)
+        end = (self.at >= 0) & (step >= self.at) & (col > float("-inf"))
+        col = torch.where(end, scores.amax(-1) + 1e3, torch.where(self.at == NEVER, float("-inf"), col))
+        out = scores.clone()
+        out[:, self.eos] = col
+        return out
+
+
+class Flat:
+    """A processor that makes every token equally likely: samples that depend on the seed only."""
+
+    def __call__(self, input_ids, scores):
+        return torch.zeros_like(scores)
 
 
 def _teacher_forced_logits(model, batch, sequences, start_id):
@@ -28,31 +60,46 @@ def _teacher_forced_logits(model, batch, sequences, start_id):
 def test_greedy_equals_generate_and_logprobs_equal_teacher_forcing(family, make_model, tokenizer, source_batch):
     model = make_model(family)
     engine = RolloutEngine(model, tokenizer)
+    eos, end_at = tokenizer.eos_token_id, 3
+    # built, not hoped for: row 0 ends by step 3, row 1 runs to the limit, rows 2-3 are the model's own, so the
+    # padding after EOS next to a row still decoding is exercised on every family and transformers version
+    ends = LogitsProcessorList([EndRows(eos, [end_at, NEVER, FREE, FREE])])
     with torch.no_grad():
-        ref = model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
-    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
+        ref = model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=ends)
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=ends)
     assert torch.equal(out.sequences, ref[:, 1:]), (out.sequences, ref)
-    # the kit's warm models stop at EOS before the limit on some rows: padding after EOS is exercised
-    assert (out.lengths < out.sequences.shape[1]).any() or out.sequences.shape[1] < MAX_NEW
-    eos = tokenizer.eos_token_id
+    assert out.lengths[0] <= end_at + 1 and out.lengths[1] == MAX_NEW == out.sequences.shape[1], out.lengths
     for row, mask in zip(out.sequences, out.attention_mask):
         n = int(mask.sum())
         assert (row[n:] == tokenizer.pad_token_id).all()
         assert (row[: n - 1] != eos).all()
     with torch.no_grad():
         logits = _teacher_forced_logits(model, source_batch, out.sequences, engine.decoder_start_token_id)
-    tf = torch.log_softmax(logits, -1).gather(-1, out.sequences[..., None]).squeeze(-1) * out.attention_mask
+    logp = torch.log_softmax(logits, -1)
+    tf = logp.gather(-1, out.sequences[..., None]).squeeze(-1) * out.attention_mask
     assert torch.allclose(out.logprobs, tf, atol=1e-5), (out.logprobs - tf).abs().max()
-    # greedy: the processed distribution is the model's, so both log-prob views agree, except where
-    # a generation-config processor forces a token (mBART's language code: probability 1)
-    first = 1 if model.generation_config.forced_bos_token_id is not None else 0
-    if first:
+    # greedy: the processed distribution is the model's, so both log-prob views agree, except where a processor forces a
+    # token (mBART's language code, row 0's EOS: probability 1) or removes EOS (row 1: renormalised without it)
+    forced = torch.zeros_like(out.attention_mask, dtype=torch.bool)
+    forced[0, end_at:] = True
+    if model.generation_config.forced_bos_token_id is not None:
         assert (out.sequences[:, 0] == model.generation_config.forced_bos_token_id).all()
-        assert torch.allclose(out.sample_logprobs[:, 0], torch.zeros(4))
-    assert torch.allclose(out.sample_logprobs[:, first:], out.logprobs[:, first:], atol=1e-5)
+        forced[:, 0] = True
+    assert torch.allclose(out.sample_logprobs[forced], torch.zeros(int(forced.sum())), atol=1e-6)
+    without_eos = (tf[1] - torch.log1p(-logp[1, :, eos].exp())) * out.attention_mask[1]
+    assert torch.allclose(out.sample_logprobs[1][~forced[1]], without_eos[~forced[1]], atol=1e-5)
+    free = ~forced
+    free[1] = False
+    assert torch.allclose(out.sample_logprobs[free], out.logprobs[free], atol=1e-5)
     # the engine's own teacher-forced scorer agrees too
     scored = engine.score(**source_batch, sequences=out.sequences)
     assert torch.allclose(scored.logprobs, tf, atol=1e-5)
+    # every row ends early: the decode stops where generate() stops
+    ends = LogitsProcessorList([EndRows(eos, [2, 4, 3, 5])])
+    with torch.no_grad():
+        ref = model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=ends)
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=ends)
+    assert torch.equal(out.sequences, ref[:, 1:]) and out.sequences.shape[1] <= 6 and (out.lengths <= torch.tensor([3, 5, 4, 6])).all()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -104,9 +151,12 @@ def test_sampling_is_reproducible_and_batched_with_num_samples(make_model, token
     engine = RolloutEngine(make_model("t5"), tokenizer)
     a = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(7))
     b = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(7))
-    c = engine.sample(**source_batch, max_new_tokens=MAX_NEW, num_samples=3, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a.sequences, b.sequences) and torch.equal(a.logprobs, b.logprobs)
-    assert not torch.equal(a.sequences, c.sequences)
+    # another seed gives other samples: shown on a flat distribution, where that holds whatever the model emits
+    flat = LogitsProcessorList([Flat()])
+    c7, c8 = (engine.sample(**source_batch, max_new_tokens=MAX_NEW, logits_processor=flat, generator=torch.Generator().manual_seed(seed))
+              for seed in (7, 8))
+    assert not torch.equal(c7.sequences[:, :1], c8.sequences[:, :1])
     assert a.sequences.shape[0] == 12
     assert torch.equal(a.source_index, torch.arange(4).repeat_interleave(3))
     # each sample's log-probs are those of a teacher-forced pass on its own source
@@ -132,14 +182,19 @@ def test_top_k_one_is_greedy_and_processors_apply(make_model, tokenizer, source_
 
 
 def test_min_and_max_new_tokens(make_model, tokenizer, source_batch):
-    engine = RolloutEngine(make_model("pegasus"), tokenizer)
-    free = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW)
-    shortest = int(free.lengths.min())
-    assert shortest < MAX_NEW - 1, "the test needs a row that stops early"
-    m = shortest + 2
-    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, min_new_tokens=m)
-    assert (out.lengths >= m).all()
-    assert not (out.sequences[:, : m - 1] == tokenizer.eos_token_id).any()
+    model = make_model("pegasus")
+    engine = RolloutEngine(model, tokenizer)
+    eos = tokenizer.eos_token_id
+    ends = LogitsProcessorList([EndRows(eos, [2, FREE, FREE, FREE])])  # a row that stops early, built
+    free = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=ends)
+    assert free.lengths[0] <= 3
+    m = 5
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, min_new_tokens=m, logits_processor=ends)
+    assert int(out.lengths[0]) == m + 1  # EOS blocked at steps 0..m-1, then row 0's EOS at step m
+    assert (out.lengths >= m + 1).all() and not (out.sequences[:, :m] == eos).any()
+    with torch.no_grad():
+        ref = model.generate(**source_batch, do_sample=False, max_new_tokens=MAX_NEW, min_new_tokens=m, logits_processor=ends)
+    assert torch.equal(out.sequences, ref[:, 1:])
     short = engine.sample(**source_batch, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
     assert short.sequences.shape[1] <= 3
 
@@ -150,17 +205,17 @@ def test_forced_positions_are_taken_and_decoding_continues_from_them(make_model,
     mask = torch.zeros_like(gold, dtype=torch.bool)
     mask[:, 0] = True
     mask[:, 2] = True
-    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=gold.shape[1], forced_tokens=gold, forced_mask=mask)
+    eos = tokenizer.eos_token_id
+    assert (gold[:, 0] != eos).all()
+    # min_new_tokens=3: the unforced position 1 cannot end a row, so position 2 is reached on every row
+    out = engine.sample(**source_batch, do_sample=False, max_new_tokens=gold.shape[1], min_new_tokens=3, forced_tokens=gold, forced_mask=mask)
     seq = out.sequences
-    for r in range(4):
-        if gold[r, 0] != tokenizer.eos_token_id and out.attention_mask[r, 2]:
-            assert seq[r, 2] == gold[r, 2]
-        assert seq[r, 0] == gold[r, 0]
-    # the unforced position 1 is the greedy choice given the forced position 0
+    assert out.attention_mask[:, :3].all()
+    assert torch.equal(seq[:, 0], gold[:, 0]) and torch.equal(seq[:, 2], gold[:, 2])
+    # the unforced position 1 is the greedy choice (EOS blocked) given the forced position 0
     with torch.no_grad():
         logits = _teacher_forced_logits(engine.model, source_batch, seq, engine.decoder_start_token_id)
-    alive = out.attention_mask[:, 1].bool()
-    assert torch.equal(seq[alive, 1], logits[alive, 1].argmax(-1))
+    assert torch.equal(seq[:, 1], logits[:, 1].index_fill(-1, torch.tensor([eos]), float("-inf")).argmax(-1))
     with pytest.raises(ValueError, match="forced_tokens and forced_mask"):
         engine.sample(**source_batch, max_new_tokens=4, forced_tokens=gold)
 
@@ -169,19 +224,23 @@ def test_forced_positions_are_taken_and_decoding_continues_from_them(make_model,
 def test_continue_from_prefixes(family, make_model, tokenizer, source_batch):
     model = make_model(family)
     engine = RolloutEngine(model, tokenizer)
-    sampled = engine.sample(**source_batch, max_new_tokens=10, generator=torch.Generator().manual_seed(1))
+    # no EOS in the first 4 tokens: the prefixes of length <= 4 checked below are all continued
+    sampled = engine.sample(**source_batch, max_new_tokens=10, min_new_tokens=4, generator=torch.Generator().manual_seed(1))
     P = sampled.sequences.shape[1]
+    assert P >= 5
     # greedy continuation of every prefix, all in one decode, equals generate() from that prefix
     cont = engine.continue_from(**source_batch, prefixes=sampled.sequences, max_length=P, do_sample=False)
     assert cont.sequences.shape[0] == 4 * P
     assert torch.equal(cont.source_index, torch.arange(4).repeat_interleave(P))
     assert torch.equal(cont.prefix_lengths, torch.arange(1, P + 1).repeat(4))
+    checked = 0
     for row in [0, 3, P + 1, 3 * P + 2, 4 * P - 1]:
         b, k = row // P, row % P + 1
         prefix = sampled.sequences[b : b + 1, :k]
         dec = torch.cat([torch.full_like(prefix[:, :1], engine.decoder_start_token_id), prefix], 1)
         if (prefix == tokenizer.eos_token_id).any():
             continue
+        checked += 1
         with torch.no_grad():
             ref = model.generate(
                 input_ids=source_batch.input_ids[b : b + 1], attention_mask=source_batch.attention_mask[b : b + 1],
@@ -189,6 +248,7 @@ def test_continue_from_prefixes(family, make_model, tokenizer, source_batch):
             )[0, 1:] if k < P else prefix[0]
         n = int(cont.attention_mask[row].sum())
         assert torch.equal(cont.sequences[row, :n], ref[:n]), (row, cont.sequences[row], ref)
+    assert checked >= 4
     # the full-length prefix is the sampled sequence itself, with its own log-probs
     full = torch.arange(P - 1, 4 * P, P)
     assert torch.equal(cont.sequences[full][:, :P], sampled.sequences)
@@ -239,11 +299,26 @@ def test_clear_errors(make_model, tokenizer, source_batch):
             engine.sample(**source_batch, max_new_tokens=bad)
     with pytest.raises(ValueError, match="max_length must be a positive integer"):
         engine.continue_from(**source_batch, prefixes=source_batch.input_ids, max_length=0)
-    for bad in (0.0, -1.0):
-        with pytest.raises(ValueError, match="temperature must be > 0"):
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):  # 0 is not greedy here: do_sample=False is
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0.*do_sample=False"):
             engine.sample(**source_batch, max_new_tokens=4, temperature=bad)
-        with pytest.raises(ValueError, match="tau must be > 0"):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            engine.continue_from(**source_batch, prefixes=source_batch.input_ids, temperature=bad)
+        with pytest.raises(ValueError, match="tau must be a finite number > 0"):
             engine.differentiable(**source_batch, max_new_tokens=4, tau=bad)
+    # an attention mask that does not fit the ids names both shapes
+    for mask in (source_batch.attention_mask[:3], source_batch.attention_mask[:, :-1]):
+        with pytest.raises(ValueError, match=re.escape(f"attention_mask has shape {tuple(mask.shape)} but input_ids has shape (4, ")):
+            engine.sample(source_batch.input_ids, mask, max_new_tokens=4)
+        with pytest.raises(ValueError, match="attention_mask has shape"):
+            engine.encode(source_batch.input_ids, mask)
+    # the Gumbel processor the engine would misuse: beam search (none here), or noise on top of sampling
+    with pytest.raises(ValueError, match=r"stochastic beam search.*generate_kwargs"):
+        engine.sample(**source_batch, max_new_tokens=4, do_sample=False, logits_processor=LogitsProcessorList([GumbelSamplingLogitsProcessor(num_beams=2)]))
+    with pytest.raises(ValueError, match="drawn twice.*do_sample=False"):
+        engine.sample(**source_batch, max_new_tokens=4, logits_processor=LogitsProcessorList([GumbelSamplingLogitsProcessor(seed=0)]))
+    with pytest.raises(ValueError, match="drawn twice"):
+        engine.differentiable(**source_batch, max_new_tokens=4, logits_processor=LogitsProcessorList([GumbelSamplingLogitsProcessor(seed=0)]))
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         engine.sample(**source_batch, max_new_tokens=4, num_samples=0)
     with pytest.raises(ValueError, match="min_new_tokens=9 exceeds max_new_tokens=4"):
@@ -254,3 +329,47 @@ def test_clear_errors(make_model, tokenizer, source_batch):
     model.train()
     with pytest.raises(ValueError, match="Gradient checkpointing"):
         engine.differentiable(**source_batch, max_new_tokens=4)
+
+
+def test_decode_passes_the_cache_under_its_current_name(make_model, tokenizer, source_batch):
+    """No "`past_key_values` ... deprecated" warning from the engine's own decoder calls: it passes and reads the
+    cache under the name the installed transformers' forward takes (``cache`` where it was renamed)."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.utils import logging as hf_logging
+
+    model = make_model("bart")
+    engine = RolloutEngine(model, tokenizer)
+    renamed = "cache" in inspect.signature(type(model).forward).parameters
+    messages = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    def deprecations(run):
+        messages.clear()
+        hf_logging.warning_once.cache_clear()  # transformers says it once per process
+        handler = Grab(level=logging.WARNING)
+        hf_logging.get_logger().addHandler(handler)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run()
+        finally:
+            hf_logging.get_logger().removeHandler(handler)
+        return [m for m in messages + [str(w.message) for w in caught] if "deprecated" in m and ("past_key_values" in m or "cache" in m)]
+
+    def decode():
+        engine.sample(**source_batch, max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+        engine.differentiable(**source_batch, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+        engine.continue_from(**source_batch, prefixes=source_batch.input_ids[:, :2], do_sample=False)
+
+    assert deprecations(decode) == []
+    if renamed:  # the check has power: the old name does warn on this version
+        def old_name():
+            with torch.no_grad():
+                out = model(**source_batch, decoder_input_ids=source_batch.input_ids[:, :1], use_cache=True,
+                            past_key_values=EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config)))
+            return out.past_key_values
+
+        assert deprecations(old_name)
