@@ -1,5 +1,5 @@
-"""AdversarialTrainer in a 2-process `torch.distributed` run (gloo, CPU) against one process with the
-doubled batch.
+"""AdversarialTrainer and CycleTrainer in a 2-process `torch.distributed` run (gloo, CPU) against one
+process with the doubled batch.
 
 The test saves a tiny warm BART, its tokenizer and 16 training rows, starts two worker processes
 (per-device batch 8) that rendezvous over loopback through the usual ``RANK`` / ``WORLD_SIZE`` /
@@ -37,6 +37,11 @@ generator's gradients itself):
   discriminator; with the discriminator's forward outside DDP the ranks differ by 5e-3, and without
   the Gumbel gradient average the generators by 0.1), and the generator moved from the start;
 - the moving-average baseline's state is the same as with one process.
+
+CycleTrainer (REINFORCE reconstruction, the discriminator's reward and update, denoising without
+noise, greedy back-translation) runs every term on G outside its DDP wrapper and averages G's
+gradients itself; D's update goes through D's wrapper, R's terms through R's. With D's update on
+the unwrapped D, or G's gradients not averaged, the ranks drift apart.
 """
 
 import multiprocessing
@@ -54,6 +59,11 @@ MODES = {
     "reinforce": dict(generator_update="reinforce", reward="logprob", baseline="moving_average", mle_weight="0.5"),
     "gumbel": dict(generator_update="gumbel", mle_weight="0.5", tau="0.7"),
 }
+#: CycleTrainer: REINFORCE reconstruction + the discriminator's reward and update + denoising (no noise,
+#: so that a row's input does not depend on the batch layout) + greedy back-translation
+CYCLE = dict(reconstruction_weight="1.0", adversarial_weight="1.0", denoising_weight="0.5", backtranslation_weight="0.5",
+             reconstruction_update="reinforce", adversarial_update="reinforce", baseline="moving_average", reward="logprob",
+             word_shuffle=0.0, word_dropout=0.0, word_blank=0.0)
 PER_DEVICE_BATCH = 8
 
 
@@ -61,24 +71,34 @@ def _train(folder: Path, mode: str, batch: int, output_dir: str) -> dict:
     from datasets import load_from_disk
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer
+    from hf_seqgan.trainers import AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     model = AutoModelForSeq2SeqLM.from_pretrained(folder / "model")
-    args = AdversarialConfig(
-        output_dir=output_dir, per_device_train_batch_size=batch, max_steps=2, do_sample=False, max_new_tokens=8,
-        optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", discriminator_optimizer="sgd",
-        discriminator_learning_rate=5.0, discriminator_dropout=0.0, use_cpu=True, report_to="none", save_strategy="no",
-        logging_steps=1, seed=0, dataloader_num_workers=0, disable_tqdm=True, **MODES[mode],
-    )
-    trainer = AdversarialTrainer(model, args=args, train_dataset=load_from_disk(str(folder / "data")), processing_class=tokenizer)
+    common = dict(output_dir=output_dir, per_device_train_batch_size=batch, max_steps=2, do_sample=False, max_new_tokens=8,
+                  optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", discriminator_optimizer="sgd",
+                  discriminator_learning_rate=5.0, discriminator_dropout=0.0, use_cpu=True, report_to="none", save_strategy="no",
+                  logging_steps=1, seed=0, dataloader_num_workers=0, disable_tqdm=True)
+    data = load_from_disk(str(folder / "data"))
+    if mode == "cycle":
+        args = CycleConfig(**common, reconstructor_optimizer="sgd", reconstruction_max_new_tokens=8, **CYCLE)
+        x = data.select_columns(["input_ids"])
+        y = data.select_columns(["labels"]).rename_column("labels", "input_ids")
+        trainer = CycleTrainer(model, args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    else:
+        trainer = AdversarialTrainer(model, args=AdversarialConfig(**common, **MODES[mode]), train_dataset=data, processing_class=tokenizer)
     trainer.train()
-    return {
+    state = {
         "generator": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
         "discriminator": {n: p.detach().clone() for n, p in trainer.auxiliary("discriminator").unwrapped.named_parameters()},
-        "baseline": trainer.baseline.value,
         "world_size": trainer.args.world_size,
     }
+    if mode == "cycle":
+        state["reconstructor"] = {n: p.detach().clone() for n, p in trainer.auxiliary("reconstructor").unwrapped.named_parameters()}
+        state["baseline"] = trainer.baselines["adversarial"].value
+    else:
+        state["baseline"] = trainer.baseline.value
+    return state
 
 
 @pytest.fixture
@@ -92,7 +112,7 @@ def _worker(folder: str) -> None:
     """One process of the run (RANK etc. in the environment): train every mode, save this rank's weights."""
     folder = Path(folder)
     rank = int(os.environ["RANK"])
-    for mode in MODES:
+    for mode in [*MODES, "cycle"]:
         state = _train(folder, mode, PER_DEVICE_BATCH, str(folder / f"out-{mode}"))
         torch.save(state, folder / f"{mode}-rank{rank}.pt")
 
@@ -150,16 +170,16 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(make_model, toke
 
     _launch(tmp_path)
 
-    for mode in MODES:
+    for mode in [*MODES, "cycle"]:
         ranks = [torch.load(tmp_path / f"{mode}-rank{r}.pt", weights_only=False) for r in range(2)]
         assert [s["world_size"] for s in ranks] == [2, 2]
         single = _train(tmp_path, mode, 2 * PER_DEVICE_BATCH, str(tmp_path / f"single-{mode}"))
-        for part in ("generator", "discriminator"):
+        for part in ("generator", "discriminator") + (("reconstructor",) if mode == "cycle" else ()):
             _assert_close(ranks[0][part], ranks[1][part], f"{mode}: {part} of rank 0 vs rank 1", atol=0.0)
             _assert_close(ranks[0][part], single[part], f"{mode}: {part}, 2 processes x 8 vs 1 process x 16", atol=2e-5)
         moved = max((single["generator"][n] - start[n]).abs().max().item() for n in start)
         assert moved > 1e-3, f"{mode}: the generator did not move ({moved})"
-        if MODES[mode].get("baseline") == "moving_average":
+        if mode == "cycle" or MODES[mode].get("baseline") == "moving_average":
             assert abs(ranks[0]["baseline"] - single["baseline"]) < 1e-6 and ranks[0]["baseline"] == ranks[1]["baseline"]
 
 

@@ -28,6 +28,7 @@ auxiliary model is updated on every call of :meth:`auxiliary_step`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -270,7 +271,7 @@ class BaseTrainer(Seq2SeqTrainer):
         aux = self.auxiliary(name)
         if not aux.pending:
             aux.optimizer.zero_grad(set_to_none=True)
-        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
+        accumulation = self.accumulation_steps
         in_training_loop = self.model.training and accumulation > 1
         (loss / accumulation if in_training_loop else loss).backward()
         if in_training_loop and not self.accelerator.sync_gradients:
@@ -284,6 +285,45 @@ class BaseTrainer(Seq2SeqTrainer):
         aux.pending = False
         aux.steps += 1
         return True
+
+    # ------------------------------------------------------------------ accumulation and several processes
+    @property
+    def accumulation_steps(self) -> int:
+        """The gradient-accumulation steps of the current optimizer step (the last one of an epoch may be shorter)."""
+        return getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
+
+    def _unsynced(self, model, always: bool = False):
+        """``model.no_sync()`` for a DDP-wrapped model on a gradient-accumulation micro-batch (or
+        ``always``); a null context otherwise."""
+        if hasattr(model, "no_sync") and (always or not self.accelerator.sync_gradients):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def _all_reduce_gradients(self, module: torch.nn.Module) -> None:
+        """Average ``module``'s accumulated gradients over the processes in one flat all-reduce: for a
+        model whose forwards ran outside its DDP wrapper (step-by-step decodes, several forwards per
+        step), so that DDP's reducer never fired. Call at the optimizer-step boundary."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        if all(p.grad is None for p in params):
+            return  # no loss reached this model this step, on every process alike
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])  # (P,)
+        torch.distributed.all_reduce(flat)
+        flat /= self.accelerator.num_processes
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+    def process_mean(self, values: torch.Tensor) -> Optional[float]:
+        """The mean of ``values`` over every process's elements (None when there are none anywhere)."""
+        stats = torch.stack([values.float().sum(), torch.tensor(float(values.numel()), device=values.device)])
+        if self.accelerator.num_processes > 1:
+            stats = self.accelerator.reduce(stats, reduction="sum")
+        return float(stats[0] / stats[1]) if stats[1] > 0 else None
 
     # ------------------------------------------------------------------ metrics
     def record(self, **values) -> None:

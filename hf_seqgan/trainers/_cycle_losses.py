@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["real_fake_loss", "build_domain_discriminator", "check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
+__all__ = ["build_domain_discriminator", "check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
 
 X_VALUES, Y_VALUES = (0, "x", "X", "source"), (1, "y", "Y", "target")
 
@@ -72,22 +72,6 @@ def build_domain_discriminator(discriminator, generator_tokenizer, args, *, disc
                              "Use the default discriminator or adversarial_update='reinforce'.")
         discriminator.check_soft_inputs()
     return discriminator
-
-
-def real_fake_loss(discriminator, reward, tokenizer, real_ids, real_mask, fake_ids, fake_mask, label_smoothing: float = 0.0):
-    """D's real/fake loss on Y-domain texts against G's outputs (ids of G's vocabulary; through text when
-    ``reward.text_path``): ``(loss, accuracy on real, accuracy on fake)`` (``discriminator_loss``)."""
-    from ..discriminators import discriminator_loss
-
-    pad = tokenizer.pad_token_id
-    real_ids, fake_ids = real_ids.masked_fill(real_mask == 0, pad), fake_ids.masked_fill(fake_mask == 0, pad)
-    discriminator.train()
-    if reward.text_path:
-        real = discriminator.logits_from_texts(tokenizer.batch_decode(real_ids, skip_special_tokens=True))
-        fake = discriminator.logits_from_texts(tokenizer.batch_decode(fake_ids, skip_special_tokens=True))
-    else:
-        real, fake = discriminator.logits_from_ids(real_ids), discriminator.logits_from_ids(fake_ids)
-    return discriminator_loss(discriminator.log_probs(real), discriminator.log_probs(fake), reward.real_label, label_smoothing)
 
 
 def target_column(dataset) -> str:

@@ -14,6 +14,8 @@
 - :func:`group_advantages`: GRPO's group-relative advantages (``scale_rewards``).
 - :func:`disable_dropout`: dropout off in a model, so that the rollouts and the loss forward are the
   same policy (RL4LMs and TRL found dropout destabilising for RL).
+- :func:`discriminator_step`: the discriminator's real-vs-generated update, always through its
+  prepared (in a multi-process run DDP-wrapped) copy, so that its gradients are averaged.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Optional
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-__all__ = ["LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout"]
+__all__ = ["LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
 
 #: aggregations of the per-token loss: TRL's "grpo" (mean over each completion's tokens, then over
 #: completions), "bnpo" (mean over every token of the batch), "dr_grpo" (sum over tokens / (rows x
@@ -164,3 +166,48 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
     else:
         loss = per_token.sum() / max(rows, 1)
     return loss, stats
+
+
+def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch.Tensor, fake_ids: torch.Tensor, fake_mask: torch.Tensor, *,
+                       source_ids: Optional[torch.Tensor] = None, fake_source_index: Optional[torch.Tensor] = None,
+                       label_smoothing: float = 0.0, steps: int = 1, name: str = "discriminator") -> None:
+    """Update the trainer's discriminator ``name`` on real ``y`` `(B, L)` against generated ``ŷ``
+    `(R, T)` (ids of the generator's vocabulary; the pairs ``(x, y)`` / ``(x_i, ŷ)`` when it is
+    conditional, real row b reading source b and fake row r source ``fake_source_index[r]``).
+
+    Real and fake rows go through one forward of the *prepared* discriminator, so that in a
+    multi-process run DDP averages its gradients; ``reward`` (a
+    :class:`~hf_seqgan.rewards.DiscriminatorReward`) says the real label and whether the
+    discriminator reads texts (another vocabulary). Logs ``d_loss``, ``d_acc_real``, ``d_acc_fake``,
+    ``d_acc``."""
+    from ..discriminators import discriminator_loss
+
+    disc = reward.discriminator
+    wrapped = trainer.auxiliary(name).model
+    tokenizer = trainer.processing_class
+    pad = tokenizer.pad_token_id
+    real_ids, fake_ids = real_ids.masked_fill(real_mask == 0, pad), fake_ids.masked_fill(fake_mask == 0, pad)
+    rows = real_ids.shape[0]
+    conditional = disc.conditional and source_ids is not None
+    index = None
+    if conditional:
+        fakes_index = fake_source_index if fake_source_index is not None else torch.arange(fake_ids.shape[0], device=fake_ids.device)
+        index = torch.cat([torch.arange(rows, device=fake_ids.device), fakes_index])  # (B + R,)
+    if reward.text_path:
+        texts = tokenizer.batch_decode(real_ids, skip_special_tokens=True) + tokenizer.batch_decode(fake_ids, skip_special_tokens=True)
+        sources = None
+        if conditional:
+            decoded = tokenizer.batch_decode(source_ids, skip_special_tokens=True)
+            sources = [decoded[i] for i in index.tolist()]
+        enc = disc.encode_texts(texts, sources)
+    else:
+        width = max(real_ids.shape[1], fake_ids.shape[1])
+        ids = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad) for t in (real_ids, fake_ids)])  # (B + R, W)
+        enc = disc.encode_ids(ids, source_ids if conditional else None, index)
+    disc.train()
+    for _ in range(steps):
+        with trainer._unsynced(wrapped):
+            logp = disc.log_probs(wrapped(**enc))  # (B + R, 2)
+        loss, acc_real, acc_fake = discriminator_loss(logp[:rows], logp[rows:], reward.real_label, label_smoothing)
+        trainer.auxiliary_step(name, loss)
+    trainer.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))

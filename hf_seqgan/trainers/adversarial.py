@@ -33,7 +33,6 @@ mean reward over every process, so that with deterministic decoding 2 processes 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from typing import Callable, Optional, Sequence
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
 
-from ..discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+from ..discriminators import SequenceDiscriminator, build_default_discriminator
 from ..rewards import (
     REWARD_KINDS,
     DiscriminatorReward,
@@ -59,7 +58,7 @@ from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
-from ._policy import disable_dropout, policy_loss, sampled_logprobs
+from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_logprobs
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
@@ -285,7 +284,7 @@ class AdversarialTrainer(BaseTrainer):
             raise ValueError("The batch has no `labels`: the discriminator's real examples, the MLE term, metric rewards and the default "
                              "sample length need the gold targets. Tokenize them into a `labels` column.")
         src = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        accumulation = self.accumulation_steps
         max_new = args.max_new_tokens or labels.shape[1]
         with torch.no_grad():
             encoded = self.engine.encode(**src)
@@ -398,13 +397,10 @@ class AdversarialTrainer(BaseTrainer):
             return leave_one_out_baseline(torch.where(rows.bool(), grouped, fill).reshape(rewards.shape), args.num_samples), valid
         if args.baseline == "moving_average":
             keep = fakes.attention_mask.bool() & valid[:, None] if rewards.dim() == 2 else valid
-            real = rewards[keep]
-            stats = torch.stack([real.float().sum(), torch.tensor(float(real.numel()), device=real.device)])
-            if self.accelerator.num_processes > 1:
-                stats = self.accelerator.reduce(stats, reduction="sum")  # the mean over every process's rows
-            if stats[1] == 0:  # no valid row anywhere: the baseline stays as it is
+            mean = self.process_mean(rewards[keep])  # over every process's rows
+            if mean is None:  # no valid row anywhere: the baseline stays as it is
                 return torch.zeros_like(rewards), valid
-            return torch.full_like(rewards, self.baseline.update(float(stats[0] / stats[1]))), valid
+            return torch.full_like(rewards, self.baseline.update(mean)), valid
         greedy = self.engine.sample(encoded=encoded, max_new_tokens=fakes.sequences.shape[1], do_sample=False)
         greedy_rewards, greedy_valid = self._sequence_rewards(src, greedy, labels)
         base = self_critical_baseline(greedy_rewards, fakes.source_index)
@@ -482,62 +478,15 @@ class AdversarialTrainer(BaseTrainer):
         return token_logprobs(logits, fakes.sequences, fakes.attention_mask)
 
     def _discriminator_update(self, src, labels, fake_sequences, fake_mask, source_index) -> None:
-        """Update D on real ``(x, y)`` against fake ``(x, ŷ)``: both in one forward through the prepared
-        (in a multi-process run DDP-wrapped) discriminator, so its gradients are averaged over the
-        processes like the generator's."""
-        args, disc = self.args, self.discriminator
-        wrapped = self.auxiliary("discriminator").model
-        pad = self.engine.pad_token_id
-        real_ids = labels.masked_fill(labels < 0, pad)  # (B, L)
-        fake_ids = fake_sequences.masked_fill(fake_mask == 0, pad)  # (R, T)
-        rows = real_ids.shape[0]
-        index = torch.cat([torch.arange(rows, device=source_index.device), source_index])  # (B + R,)
-        if self._d_reward.text_path:
-            decode = self.processing_class.batch_decode
-            sources = decode(src["input_ids"], skip_special_tokens=True)
-            texts = decode(real_ids, skip_special_tokens=True) + decode(fake_ids, skip_special_tokens=True)
-            enc = disc.encode_texts(texts, [sources[i] for i in index.tolist()] if disc.conditional else None)
-        else:
-            width = max(real_ids.shape[1], fake_ids.shape[1])
-            ids = torch.cat([F.pad(t, (0, width - t.shape[1]), value=pad) for t in (real_ids, fake_ids)])  # (B + R, W)
-            enc = disc.encode_ids(ids, src["input_ids"] if disc.conditional else None, index if disc.conditional else None)
-        disc.train()
-        for _ in range(args.discriminator_steps):
-            with self._unsynced(wrapped):
-                logp = disc.log_probs(wrapped(**enc))  # (B + R, 2)
-            loss, acc_real, acc_fake = discriminator_loss(logp[:rows], logp[rows:], self._d_reward.real_label, args.discriminator_label_smoothing)
-            self.auxiliary_step("discriminator", loss)
-        self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake)
+        """Update D on real ``(x, y)`` against fake ``(x, ŷ)`` through its prepared (DDP) copy."""
+        discriminator_step(self, self._d_reward, labels.clamp_min(0), labels.ne(-100), fake_sequences, fake_mask, source_ids=src["input_ids"],
+                           fake_source_index=source_index, label_smoothing=self.args.discriminator_label_smoothing,
+                           steps=self.args.discriminator_steps)
 
     # ------------------------------------------------------------------ several processes
-    def _unsynced(self, model, always: bool = False):
-        """``model.no_sync()`` for a DDP-wrapped model on a gradient-accumulation micro-batch (or
-        ``always``); a null context otherwise."""
-        if hasattr(model, "no_sync") and (always or not self.accelerator.sync_gradients):
-            return model.no_sync()
-        return contextlib.nullcontext()
-
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.args.generator_update == "gumbel" and self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
-            self._average_generator_gradients()
+            # the Gumbel decode runs the unwrapped generator step by step (and its MLE forward runs under no_sync)
+            self._all_reduce_gradients(unwrap_model(self.model))
         return loss
-
-    @torch.no_grad()
-    def _average_generator_gradients(self) -> None:
-        """The Gumbel decode runs the unwrapped generator step by step (and its MLE forward runs under
-        ``no_sync``), so DDP's reducer never fires: average the accumulated gradients over the
-        processes here, at the optimizer-step boundary, in one flat all-reduce."""
-        params = [p for p in unwrap_model(self.model).parameters() if p.requires_grad]
-        if all(p.grad is None for p in params):
-            return  # no generator loss this step (discriminator pre-training), on every process alike
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])  # (P,)
-        torch.distributed.all_reduce(flat)
-        flat /= self.accelerator.num_processes
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
-            offset += p.numel()

@@ -69,9 +69,9 @@ from ..rollout import RolloutEngine, token_logprobs
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
-from ._policy import disable_dropout, policy_loss, sampled_logprobs
+from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_logprobs
 from ._cycle_losses import (
-    Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, real_fake_loss, sequence_cross_entropy,
+    Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, sequence_cross_entropy,
     split_domains, target_column,
 )
 
@@ -398,7 +398,7 @@ class CycleTrainer(BaseTrainer):
 
     def _cycle_loss(self, model, inputs):
         args, step = self.args, self.state.global_step
-        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        accumulation = self.accumulation_steps
         w = {name: float(schedule(step)) for name, schedule in self.weights.items()}
         generator = self.step_generator(self.micro_steps)
         self.micro_steps += 1
@@ -502,7 +502,8 @@ class CycleTrainer(BaseTrainer):
             if args.baseline == "leave_one_out":
                 baseline = leave_one_out_baseline(reward, args.num_samples)
             elif args.baseline == "moving_average":
-                baseline = torch.full_like(reward, self.baselines[name].update(float(reward[valid].mean())) if valid.any() else 0.0)
+                mean = self.process_mean(reward[valid])  # over every process's rows
+                baseline = torch.full_like(reward, self.baselines[name].update(mean) if mean is not None else 0.0)
             else:
                 baseline = torch.zeros_like(reward)
             advantage = advantage + w[name] * (reward - baseline).float()
@@ -510,14 +511,19 @@ class CycleTrainer(BaseTrainer):
         advantage = advantage * valid
         src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
         index = fakes.source_index
-        logits = model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits
+        logits = self.to_y.model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids,
+                                 use_cache=False).logits  # G outside DDP, as every other term (gradients averaged in training_step)
         logp = sampled_logprobs(self.to_y.engine, logits, fakes.sequences, self._without_tag(fakes), **sampling)  # (R, T)
         loss, _ = policy_loss(logp, advantage.detach(), self._without_tag(fakes), loss_type="reinforce")
         self.record(pg_loss=loss.detach())
         return loss
 
     def _discriminator_update(self, y, y_mask, fake_sequences, fake_mask) -> None:
-        loss, acc_real, acc_fake = real_fake_loss(self.discriminator, self._d_reward, self.processing_class, y, y_mask, fake_sequences, fake_mask,
-                                                  self.args.discriminator_label_smoothing)
-        self.auxiliary_step("discriminator", loss)
-        self.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))
+        discriminator_step(self, self._d_reward, y, y_mask, fake_sequences, fake_mask, label_smoothing=self.args.discriminator_label_smoothing)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+            # every loss term runs G outside its DDP wrapper (several forwards and decodes a step): average here
+            self._all_reduce_gradients(unwrap_model(self.model))
+        return loss

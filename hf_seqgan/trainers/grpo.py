@@ -259,7 +259,7 @@ class GRPOTrainer(BaseTrainer):
                                   beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
                                   max_completion_length=args.max_completion_length)
         self.record(**stats)
-        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        accumulation = self.accumulation_steps
         return loss / accumulation if model.training else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

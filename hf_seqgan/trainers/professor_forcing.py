@@ -271,7 +271,7 @@ class ProfessorForcingTrainer(BaseTrainer):
     def _professor_forcing_loss(self, model, inputs, num_items_in_batch):
         args, step = self.args, self.state.global_step
         labels = inputs["labels"]  # (B, T)
-        accumulation = getattr(self, "current_gradient_accumulation_steps", None) or args.gradient_accumulation_steps
+        accumulation = self.accumulation_steps
         weight = float(self.adversarial_weight(step))
         layers = self.discriminator.layers
 
