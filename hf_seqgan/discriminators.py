@@ -356,11 +356,9 @@ class SequenceDiscriminator(torch.nn.Module):
         discriminator may be updated in place before that backward happens (the generator's loss
         in adversarial training).
         """
-        params = None
-        if frozen:
-            # a copy: a detached view shares the version counter, so an in-place update would still break backward
-            params = {name: value.detach().clone() for name, value in self.model.named_parameters()}
-            params.update(dict(self.model.named_buffers()))
+        from .sampling import frozen_call, frozen_parameters
+
+        params = frozen_parameters(self.model) if frozen else None
         embed = self.model.get_input_embeddings().weight  # (V_D, H)
         if frozen:
             embed = params[next(n for n, p in self.model.named_parameters() if p is embed)]
@@ -375,7 +373,7 @@ class SequenceDiscriminator(torch.nn.Module):
         inputs_embeds = torch.where((positions >= 0)[..., None], from_target, embed[enc.pop("input_ids")])
         if params is None:
             return self(inputs_embeds=inputs_embeds, **enc)
-        return torch.func.functional_call(self.model, params, args=(), kwargs=dict(inputs_embeds=inputs_embeds, return_dict=True, **enc)).logits
+        return frozen_call(self.model, params=params, inputs_embeds=inputs_embeds, return_dict=True, **enc).logits
 
     # ------------------------------------------------------------------ scoring
     def logits_from_texts(self, targets: Sequence[str], sources: Optional[Sequence[str]] = None) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding"]
+__all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding", "frozen_parameters", "frozen_call"]
 
 
 def gumbel_noise(shape, *, generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -172,3 +172,18 @@ def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Te
     scale = _inputs_embeds_scale(stack, embed)
     out = probs.to(weight.dtype) @ weight  # (..., H)
     return out * scale if scale != 1.0 else out
+
+
+def frozen_parameters(module: torch.nn.Module) -> dict:
+    """A detached *copy* of ``module``'s parameters (and its buffers) for :func:`torch.func.functional_call`:
+    gradients then reach only the inputs, and the module may be updated in place before that
+    backward happens (a detached view would share the version counter and still break it)."""
+    params = {name: value.detach().clone() for name, value in module.named_parameters()}
+    params.update(dict(module.named_buffers()))
+    return params
+
+
+def frozen_call(module: torch.nn.Module, *args, params: Optional[dict] = None, **kwargs):
+    """``module(*args, **kwargs)`` on a snapshot of its parameters (:func:`frozen_parameters`, or
+    ``params`` taken once for several calls)."""
+    return torch.func.functional_call(module, params if params is not None else frozen_parameters(module), args=args, kwargs=kwargs)

@@ -72,7 +72,7 @@ def test_adapters_save_reload_and_merge(make_model, tokenizer, corpus, source_ba
         classifier = _local_base(build_default_discriminator(tokenizer, hidden_size=32, num_layers=1, dropout=0.0).model,
                                  tmp_path / "d_base", AutoModelForSequenceClassification)
         args = AdversarialConfig(str(out), discriminator_learning_rate=5e-2, **QUIET)
-        trainer = AdversarialTrainer(base, SequenceDiscriminator(classifier, tokenizer), args=args, train_dataset=_data(tokenizer, corpus),
+        trainer = AdversarialTrainer(base, args, discriminator=SequenceDiscriminator(classifier, tokenizer), train_dataset=_data(tokenizer, corpus),
                                      processing_class=tokenizer, peft_config=lora,
                                      discriminator_peft_config=LoraConfig(task_type="SEQ_CLS", r=4))
     assert isinstance(trainer.model, PeftModel)

@@ -161,26 +161,29 @@ class AdversarialTrainer(BaseTrainer):
         discriminator_processing_class (*optional*): the tokenizer of a raw classifier.
         peft_config, discriminator_peft_config (*optional*): LoRA (or other) configs for the
             generator and the discriminator's classifier.
-        reward_funcs (*optional*): callables ``fn(sources, outputs, references) -> scores`` or
-            `evaluate` metrics (scored against the references), added to D's reward with
-            ``reward_weights``.
+        reward_funcs (*optional*): callables with TRL's signature ``fn(prompts, completions,
+            completion_ids=..., references=..., **kwargs) -> list[float | None]``, callables
+            ``fn(sources, outputs, references) -> scores``, or `evaluate` metrics (scored against
+            the references), added to D's reward with ``reward_weights``.
         reward_metric_keys (*optional*): for each metric in ``reward_funcs``, the result used.
-        Other arguments: as in `Seq2SeqTrainer`.
+        Other arguments: as in `Seq2SeqTrainer`, in its order (``model, args, data_collator,
+        train_dataset, eval_dataset, processing_class``); the rest are keyword-only.
     """
 
     def __init__(
         self,
         model,
-        discriminator=None,
         args: Optional[AdversarialConfig] = None,
         data_collator: Optional[Callable] = None,
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        *,
         compute_metrics: Optional[Callable] = None,
         callbacks: Optional[list] = None,
         optimizers: tuple = (None, None),
         preprocess_logits_for_metrics: Optional[Callable] = None,
+        discriminator=None,
         peft_config=None,
         discriminator_peft_config=None,
         discriminator_processing_class=None,

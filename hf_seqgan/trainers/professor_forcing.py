@@ -58,7 +58,7 @@ from ..discriminators import discriminator_loss
 from ..hidden_discriminator import ENCODERS, HiddenStateDiscriminator
 from ..rollout import Encoded, RolloutEngine, gradient_checkpointing_on
 from ..schedules import as_schedule, schedule_field
-from ..sampling import unwrap_model
+from ..sampling import frozen_call, frozen_parameters, unwrap_model
 from ._base import AUXILIARY_OPTIMIZERS, BaseConfig, BaseTrainer
 from ._utils import token_cross_entropy, token_loss_func
 
@@ -185,12 +185,13 @@ class ProfessorForcingTrainer(BaseTrainer):
         self,
         model,
         args: Optional[ProfessorForcingConfig] = None,
+        data_collator: Optional[Callable] = None,
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        *,
         discriminator: Optional[HiddenStateDiscriminator] = None,
         peft_config=None,
-        data_collator: Optional[Callable] = None,
         compute_metrics: Optional[Callable] = None,
         callbacks: Optional[list] = None,
         optimizers: tuple = (None, None),
@@ -298,13 +299,12 @@ class ProfessorForcingTrainer(BaseTrainer):
         total = nll
         d_model = self.auxiliary("discriminator").unwrapped
         if weight > 0:
-            params = {name: p.detach().clone() for name, p in d_model.named_parameters()}
-            params.update(dict(d_model.named_buffers()))
+            params = frozen_parameters(d_model)
             d_model.eval()
-            fool = F.softplus(-torch.func.functional_call(d_model, params, (fake, fake_mask))).mean()  # -log D(free-running)
+            fool = F.softplus(-frozen_call(d_model, fake, fake_mask, params=params)).mean()  # -log D(free-running)
             adversarial = fool
             if args.teacher_forced_term:
-                adversarial = adversarial + F.softplus(torch.func.functional_call(d_model, params, (real, real_mask))).mean()  # -log(1 - D(tf))
+                adversarial = adversarial + F.softplus(frozen_call(d_model, real, real_mask, params=params)).mean()  # -log(1 - D(tf))
             total = total + weight * adversarial / accumulation
 
         # 4. D's update on the detached states (teacher-forced = real, free-running = fake)

@@ -178,6 +178,7 @@ class ScheduledSamplingTrainer(BaseTrainer):
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        *,
         compute_metrics: Optional[Callable] = None,
         callbacks: Optional[list] = None,
         optimizers: tuple = (None, None),
