@@ -7,7 +7,7 @@ Usage::
     python benchmarks/run_all.py --only rollout decoding --repeats 5 --json all.json
 
 Each benchmark script (``bench_rollout``, ``bench_decoding``, ``bench_scheduled_sampling`` (its
-speed part), ``bench_professor_forcing``, ``bench_adversarial``; a script not in the checkout is
+speed part), ``bench_professor_forcing``, ``bench_adversarial``, ``bench_grpo``; a script not in the checkout is
 skipped, saying so) runs as its own subprocess with ``--json PATH`` (and ``--quick``), one after the
 other, so that none disturbs another's timings. A script writes one row per figure::
 
@@ -40,6 +40,7 @@ BENCHMARKS = {
     "scheduled_sampling": ("bench_scheduled_sampling.py", ["--part", "speed"]),
     "professor_forcing": ("bench_professor_forcing.py", []),
     "adversarial": ("bench_adversarial.py", []),
+    "grpo": ("bench_grpo.py", []),
 }
 
 

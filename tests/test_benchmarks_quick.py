@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEED_BENCHMARKS = {"rollout", "decoding", "scheduled_sampling", "professor_forcing", "adversarial"}
+SPEED_BENCHMARKS = {"rollout", "decoding", "scheduled_sampling", "professor_forcing", "adversarial", "grpo"}
 
 
 def _run(*argv, timeout=600):
