@@ -102,7 +102,7 @@ _LAZY = {
 
 __all__ = [*_LAZY, "__version__"]
 _SUBMODULES = {"discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
-               "recipes", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
+               "recipes", "registry", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
 
 
 
@@ -113,6 +113,11 @@ def __getattr__(name: str):
         return value
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name.endswith(("Trainer", "Config")):  # a trainer module added to hf_seqgan/trainers/ needs no line here
+        trainers = importlib.import_module(".trainers", __name__)
+        if name in trainers.__all__:
+            globals()[name] = value = getattr(trainers, name)
+            return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,15 +12,13 @@ Usage:
 
 The recipes are the ``examples/run_<name>.py`` scripts of the source checkout (found beside the package:
 an editable install or ``PYTHONPATH=<checkout>``), or of the folder named by ``HF_SEQGAN_EXAMPLES``.
-Trainer modules are imported only when a command needs them, so ``list`` and ``--help`` stay light.
+The trainers are those of :mod:`hf_seqgan.registry`, read from the trainer modules without importing
+them: a module is imported only when a command needs it, so ``list`` and ``--help`` stay light.
 """
 
 import argparse
 import ast
 import dataclasses
-import importlib
-import importlib.machinery
-import importlib.util
 import os
 import re
 import runpy
@@ -30,59 +28,32 @@ from typing import Optional, Sequence
 
 PROG = "hf-seqgan"
 
-# name -> (module, config class, trainer class, one-line description). The recipes' --trainer takes
-# the same names (hf_seqgan.recipes.TRAINERS).
-TRAINERS = {
-    "mle": ("transformers", "Seq2SeqTrainingArguments", "Seq2SeqTrainer",
-            "Teacher forcing (transformers' Seq2SeqTrainer): the baseline every recipe can run."),
-    "scheduled_sampling": ("hf_seqgan.trainers.scheduled_sampling", "ScheduledSamplingConfig", "ScheduledSamplingTrainer",
-                           "Scheduled sampling (Bengio et al. 2015): the decoder reads its own tokens with a scheduled probability."),
-    "professor_forcing": ("hf_seqgan.trainers.professor_forcing", "ProfessorForcingConfig", "ProfessorForcingTrainer",
-                          "Professor forcing (Lamb et al. 2016): a discriminator on decoder states aligns free-running with teacher forcing."),
-    "adversarial": ("hf_seqgan.trainers.adversarial", "AdversarialConfig", "AdversarialTrainer",
-                    "SeqGAN-style training (Yu et al. 2017): REINFORCE or Gumbel-softmax updates against a discriminator."),
-    "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer",
-              "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."),
-    "grpo": ("hf_seqgan.trainers.grpo", "GRPOConfig", "GRPOTrainer",
-             "GRPO (Shao et al. 2024) with TRL's fields and reward functions: group-relative policy optimization for seq2seq models."),
-}
-
-
 class CLIError(Exception):
     """A user error: printed as ``hf-seqgan: error: ...`` with exit status 2, no traceback."""
 
 
 # ---------------------------------------------------------------------- trainers
-def _is_installed(module: str) -> bool:
-    """Whether ``module`` can be found, without importing it or its parent packages."""
-    if module in sys.modules:
-        return True
-    top, *parts = module.split(".")
-    if top in sys.modules:  # this package: imported already (its import is light), maybe by an editable-install finder
-        search = getattr(sys.modules[top], "__path__", None)
-    else:
-        spec = importlib.util.find_spec(top)
-        search = spec.submodule_search_locations if spec is not None else None
-    if search is None:
-        return False
-    for part in parts:
-        spec = importlib.machinery.PathFinder.find_spec(part, search)
-        if spec is None:
-            return False
-        search = spec.submodule_search_locations
-    return True
+def trainers() -> dict:
+    """Every trainer by name (:func:`hf_seqgan.registry.trainer_entries`: read from the trainer
+    modules without importing them, plus those registered at run time)."""
+    from .registry import trainer_entries
+
+    return trainer_entries()
 
 
 def config_class(name: str) -> type:
     """The configuration class of the trainer ``name`` (its module imported now)."""
-    if name not in TRAINERS:
-        raise CLIError(f"unknown trainer {name!r}; the trainers are: {', '.join(TRAINERS)} (see `{PROG} list`).")
-    module, config, _, _ = TRAINERS[name]
+    from .registry import load
+
+    entries = trainers()
+    if name not in entries:
+        raise CLIError(f"unknown trainer {name!r}; the trainers are: {', '.join(entries)} (see `{PROG} list`).")
+    entry = entries[name]
     try:
-        return getattr(importlib.import_module(module), config)
+        return load(name)[0]
     except Exception as err:  # a missing or broken optional trainer is a message, not a traceback
         raise CLIError(
-            f"the trainer {name!r} ({module}.{config}) cannot be imported in this installation "
+            f"the trainer {name!r} ({entry.module}.{entry.config}) cannot be imported in this installation "
             f"({type(err).__name__}: {err}). Update hf_seqgan, or pick another trainer from `{PROG} list`."
         ) from err
 
@@ -203,10 +174,10 @@ def run_recipe(name: str, args: Sequence[str]) -> int:
 # ---------------------------------------------------------------------- commands
 def _cmd_list(ns) -> int:
     print("Trainers (`hf-seqgan config <name>` for the options; the recipes take `--trainer <name>`):")
-    width = max(map(len, TRAINERS))
-    for name, (module, _, trainer, text) in TRAINERS.items():
-        missing = "" if _is_installed(module) else "  [not in this installation]"
-        print(f"  {name:<{width}}  {text}{missing}")
+    entries = trainers()
+    width = max(map(len, entries))
+    for name, entry in entries.items():
+        print(f"  {name:<{width}}  {entry.summary}")
     print("\nRecipes (`hf-seqgan run <name> [options]`, `--help` after the name for its options):")
     try:
         found = recipes()
@@ -250,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config", add_help=False, help="a trainer's configuration fields (--help: all of them, the Trainer's included)",
         description="The fields of a trainer's configuration class.",
     )
-    config.add_argument("trainer", help=f"one of: {', '.join(TRAINERS)}")
+    config.add_argument("trainer", help="a trainer's name (see `list`)")
     config.add_argument("-h", "--help", action="store_true", help="every field with its help, as HfArgumentParser prints it")
     config.set_defaults(func=_cmd_config)
     run = sub.add_parser("run", help="run a recipe (examples/run_<recipe>.py) with the options that follow")

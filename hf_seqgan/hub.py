@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-__all__ = ["METHODS", "HubPushError", "describe_schedule", "model_card", "write_model_cards", "init_repo", "push_trainer", "push_checkpoint", "templates_dir"]
+__all__ = ["Method", "method_of", "HubPushError", "describe_schedule", "model_card", "write_model_cards", "init_repo", "push_trainer", "push_checkpoint", "templates_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,90 +69,30 @@ class HubPushError(OSError):
 
 @dataclasses.dataclass
 class Method:
+    """What a trainer's card says of its method (``describe(args)`` of the trainer class): its name,
+    Hub tag, a paragraph, the BibTeX keys of its papers (``model_cards/references.bib``, or
+    ``bibtex``: entries the trainer brings itself)."""
+
     name: str
     tag: str
     description: str
     papers: list[str]
-
-
-# ------------------------------------------------------------------ methods and papers
-def _scheduled_sampling(args) -> Method:
-    parallel = getattr(args, "mode", "parallel") == "parallel"
-    how = ("a first teacher-forced pass predicts every position and a second pass learns on the gold inputs mixed with "
-           "those predictions (Mihaylova & Martins 2019)") if parallel else "the decoder runs step by step on its own mixed prefix (Bengio et al. 2015)"
-    return Method("scheduled sampling", "scheduled-sampling",
-                  "Scheduled sampling feeds the decoder its own predictions in place of gold tokens with a probability that grows "
-                  f"during training, to reduce exposure bias; the loss stays the cross-entropy on the gold labels. Here {how}.",
-                  ["bengio2015scheduled"] + (["mihaylova2019scheduled"] if parallel else []))
-
-
-def _professor_forcing(args) -> Method:
-    return Method("professor forcing", "professor-forcing",
-                  "Professor forcing trains the decoder so that its hidden states when it runs free cannot be told apart by a "
-                  "discriminator from those under teacher forcing, next to the usual cross-entropy.", ["lamb2016professor"])
-
-
-def _adversarial(args) -> Method:
-    if getattr(args, "generator_update", "reinforce") == "gumbel":
-        return Method("adversarial training (Gumbel-softmax)", "gan",
-                      "The generator is trained against a discriminator updated in the same loop, through straight-through "
-                      "Gumbel-softmax samples fed to the discriminator's embeddings (RelGAN), next to an MLE term.",
-                      ["nie2019relgan", "jang2017categorical"])
-    papers, parts = [], []
-    if getattr(args, "use_discriminator", True):
-        papers.append("yu2017seqgan")
-        parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by a discriminator trained in the same loop (SeqGAN)")
-    else:
-        parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by metric functions alone")
-    if getattr(args, "rollouts", 0):
-        parts.append(f"per-token rewards from {args.rollouts} Monte-Carlo rollouts per prefix")
-    if getattr(args, "step_rewards", False):
-        papers.append("li2017adversarial")
-        parts.append("per-token rewards from the discriminator scoring every prefix")
-    baseline = getattr(args, "baseline", "moving_average")
-    if baseline == "self_critical" or not getattr(args, "use_discriminator", True):
-        papers.append("rennie2017self")
-    parts.append(f"baseline: {baseline.replace('_', ' ')} (self-critical = the greedy output's reward, SCST)" if baseline == "self_critical"
-                 else f"baseline: {baseline.replace('_', ' ')}")
-    return Method("adversarial training (REINFORCE)", "gan", "The generator is trained with " + "; ".join(parts) + ", next to an MLE term.", papers)
-
-
-def _cycle(args) -> Method:
-    return Method("cycle training", "cycle-consistency",
-                  "A forward model and a reconstructor are trained together without parallel data: the reconstructor maps the "
-                  "forward model's outputs back to the (noised) inputs, and a discriminator keeps the outputs in the target domain.",
-                  ["wang2018learning", "lample2018unsupervised"])
-
-
-#: The method of each trainer (by class name) as a function of its config: name, tag, description, paper keys.
-METHODS: dict[str, Callable[[Any], Method]] = {
-    "ScheduledSamplingTrainer": _scheduled_sampling,
-    "ProfessorForcingTrainer": _professor_forcing,
-    "AdversarialTrainer": _adversarial,
-    "CycleTrainer": _cycle,
-}
-#: What an auxiliary model does, by "<trainer class>/<name>" or by name alone.
-ROLES = {
-    "ProfessorForcingTrainer/discriminator": "it tells the decoder's free-running hidden states from its teacher-forced ones.",
-    "discriminator": "it scores outputs as real (a reference) or fake (a generated output).",
-    "reconstructor": "it maps the forward model's outputs back to their inputs (cycle consistency).",
-}
-
-
-def _role(trainer, name: Optional[str]) -> str:
-    if name is None:
-        return ""
-    for cls in type(trainer).__mro__:
-        if f"{cls.__name__}/{name}" in ROLES:
-            return ROLES[f"{cls.__name__}/{name}"]
-    return ROLES.get(name, "")
+    bibtex: dict = dataclasses.field(default_factory=dict)
 
 
 def method_of(trainer) -> Method:
-    for cls in type(trainer).__mro__:
-        if cls.__name__ in METHODS:
-            return METHODS[cls.__name__](trainer.args)
+    """The trainer class's own description of its method for this run's config (``describe``)."""
+    describe = getattr(type(trainer), "describe", None)
+    if describe is not None:
+        return describe(trainer.args)
     return Method(type(trainer).__name__, "seq2seq", f"Trained with `{type(trainer).__name__}`.", [])
+
+
+def _role(trainer, name: Optional[str]) -> str:
+    """What the auxiliary model ``name`` does, from the trainer class's ``roles``."""
+    if name is None:
+        return ""
+    return getattr(type(trainer), "roles", {}).get(name, "")
 
 
 def templates_dir() -> Path:
@@ -411,7 +351,11 @@ def model_card(trainer, *, name: Optional[str] = None, language=None, license=No
     from huggingface_hub import ModelCardData
 
     method = method_of(trainer)
-    references = _references()
+    references = {**_references(), **method.bibtex}
+    unknown = [key for key in method.papers if key not in references]
+    if unknown:
+        raise ValueError(f"{type(trainer).__name__}.describe() cites {unknown}, which are neither in model_cards/references.bib nor in the "
+                         "Method's bibtex: give their BibTeX entries in Method(bibtex={key: '@article{key, ...}'}).")
     repo = _repo_of(trainer, model_name)
     data_tags, dataset_lines = _datasets(trainer, dataset_tags, dataset)
     eval_metrics, eval_step, train_metrics, train_step = _final_metrics(trainer.state.log_history)

@@ -37,6 +37,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from . import registry as _registry
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -49,16 +51,10 @@ __all__ = [
 SYNTHETIC_NOTE = ("NOTE: the data is SYNTHETIC (generated offline by hf_seqgan.synthetic): a toy with real structure, not a "
                   "benchmark. Pass --train_file/--validation_file or --dataset_name for real data.")
 
-# name -> (module, config class, trainer class); imported when chosen, so a missing optional trainer
-# only matters to the run that asks for it.
-TRAINERS = {
-    "mle": ("transformers", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"),
-    "scheduled_sampling": ("hf_seqgan.trainers.scheduled_sampling", "ScheduledSamplingConfig", "ScheduledSamplingTrainer"),
-    "professor_forcing": ("hf_seqgan.trainers.professor_forcing", "ProfessorForcingConfig", "ProfessorForcingTrainer"),
-    "adversarial": ("hf_seqgan.trainers.adversarial", "AdversarialConfig", "AdversarialTrainer"),
-    "cycle": ("hf_seqgan.trainers.cycle", "CycleConfig", "CycleTrainer"),
-}
-SUPERVISED_TRAINERS = ("mle", "scheduled_sampling", "professor_forcing", "adversarial")
+# name -> (module, config class, trainer class), from the trainers themselves (hf_seqgan.registry); each
+# module is imported when chosen, so a broken optional trainer only matters to the run that asks for it.
+TRAINERS = {name: (e.module, e.config, e.trainer) for name, e in _registry.trainer_entries().items()}
+SUPERVISED_TRAINERS = tuple(name for name, e in _registry.trainer_entries().items() if e.supervised)
 TEXT_SUFFIXES_TABLE = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv"}
 
 
@@ -196,26 +192,25 @@ def parse_recipe_args(data_class: type, argv, defaults: dict, *, method: str, lo
 # ---------------------------------------------------------------------- trainers
 def trainer_classes(name: str) -> tuple[type, type]:
     """``(config class, trainer class)`` of the trainer called ``name`` in :data:`TRAINERS`."""
-    if name not in TRAINERS:
-        raise ValueError(f"--trainer {name!r} is not one of {sorted(TRAINERS)}.")
-    module, config, trainer = TRAINERS[name]
+    entries = _registry.trainer_entries()
+    if name not in entries:
+        raise ValueError(f"--trainer {name!r} is not one of {sorted(entries)}.")
     try:
-        mod = importlib.import_module(module)
+        return _registry.load(name)
     except ModuleNotFoundError as err:
-        raise ImportError(f"--trainer {name} needs {module}, which is not in this installation of hf_seqgan ({err}).") from err
-    return getattr(mod, config), getattr(mod, trainer)
+        raise ImportError(f"--trainer {name} needs {entries[name].module}, which is not in this installation of hf_seqgan ({err}).") from err
 
 
 def build_trainer(name: str, model, args, tokenizer, train_dataset, eval_dataset=None, **kwargs):
     """The trainer ``name`` on tokenized ``(input_ids, labels)`` datasets, with a padding collator.
 
-    ``mle`` is `Seq2SeqTrainer` with :func:`~hf_seqgan.trainers._utils.token_loss_func` (plain
+    ``mle`` is `Seq2SeqTrainer` with :func:`~hf_seqgan.trainers.losses.token_loss_func` (plain
     `Seq2SeqTrainer` over-scales the update under gradient accumulation, see NOTES)."""
     from transformers import DataCollatorForSeq2Seq
 
     _, trainer_cls = trainer_classes(name)
     if name == "mle":
-        from .trainers._utils import token_loss_func
+        from .trainers.losses import token_loss_func
 
         kwargs.setdefault("compute_loss_func", token_loss_func(args.label_smoothing_factor))
     # with a compute_loss_func the Trainer hands the labels to it, not to the model: the gold decoder
@@ -425,7 +420,7 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
     from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList
 
     from .rollout import RolloutEngine
-    from .trainers._cycle_losses import prepend_token
+    from .directions import prepend_token
 
     sample_kwargs.setdefault("do_sample", False)
     processors = LogitsProcessorList(logits_processor or [])
@@ -449,7 +444,7 @@ def direction_tokens(args, tokenizer, to: str = "y") -> dict:
     """The :func:`generate_texts` keywords that make a model of a
     :class:`~hf_seqgan.trainers.cycle.CycleTrainer` (``args``: its `CycleConfig`) translate into
     domain ``to`` ("x" or "y"): its direction tokens, nothing when the config has none."""
-    from .trainers._cycle_losses import Direction
+    from .directions import Direction
 
     if not args.x_token:
         return {}

@@ -3,7 +3,7 @@ import torch
 from datasets import Dataset
 
 from hf_seqgan.discriminators import SequenceDiscriminator
-from hf_seqgan.trainers._cycle_losses import TargetDomainSampler
+from hf_seqgan.trainers._cycle_setup import TargetDomainSampler
 from hf_seqgan.trainers.cycle import CycleConfig, CycleTrainer
 
 EN, DE = "en_XX", "de_DE"

@@ -89,6 +89,7 @@ def _train(folder: Path, mode: str, batch: int, output_dir: str) -> dict:
         trainer = AdversarialTrainer(model, args=AdversarialConfig(**common, **MODES[mode]), train_dataset=data, processing_class=tokenizer)
     trainer.train()
     state = {
+        "logs": [h for h in trainer.state.log_history if "output_length" in h],
         "generator": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
         "discriminator": {n: p.detach().clone() for n, p in trainer.auxiliary("discriminator").unwrapped.named_parameters()},
         "world_size": trainer.args.world_size,
@@ -177,6 +178,11 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(make_model, toke
         for part in ("generator", "discriminator") + (("reconstructor",) if mode == "cycle" else ()):
             _assert_close(ranks[0][part], ranks[1][part], f"{mode}: {part} of rank 0 vs rank 1", atol=0.0)
             _assert_close(ranks[0][part], single[part], f"{mode}: {part}, 2 processes x 8 vs 1 process x 16", atol=2e-5)
+        # the method's figures are averaged over both processes' rows: those that are per-row means equal the single run's
+        assert len(ranks[0]["logs"]) == len(single["logs"]) == 2
+        for key in ("output_length", "d_acc_real", "d_acc_fake"):
+            for two, one, other in zip(ranks[0]["logs"], single["logs"], ranks[1]["logs"]):
+                assert key in two and abs(two[key] - one[key]) < 1e-6 and two[key] == other[key], (mode, key, two.get(key), one.get(key))
         moved = max((single["generator"][n] - start[n]).abs().max().item() for n in start)
         assert moved > 1e-3, f"{mode}: the generator did not move ({moved})"
         if mode == "cycle" or MODES[mode].get("baseline") == "moving_average":

@@ -11,8 +11,8 @@ only composes the engines:
   trainer declares (:meth:`BaseTrainer._extra_state`), into every checkpoint, from which
   ``train(resume_from_checkpoint=...)`` restores them exactly.
 - **metrics**: :meth:`BaseTrainer.record` buffers method-specific figures per mode ("train" /
-  "eval"); they are averaged and merged into the Trainer's logs in :meth:`log`, so TensorBoard, W&B
-  and ``trainer_state.json`` receive them.
+  "eval"); they are averaged over every process's values and merged into the Trainer's logs in
+  :meth:`log`, so TensorBoard, W&B and ``trainer_state.json`` receive them.
 - **PEFT**: :func:`apply_peft` wraps a model with `get_peft_model` after checking the config, picking
   the attention projections as LoRA targets for families peft has no default for (Marian, mBART,
   Pegasus).
@@ -124,7 +124,43 @@ class Auxiliary:
 
 
 class BaseTrainer(Seq2SeqTrainer):
-    """`Seq2SeqTrainer` with auxiliary models, metric buffers and checkpointed extra state."""
+    """`Seq2SeqTrainer` with auxiliary models, metric buffers and checkpointed extra state.
+
+    A trainer of the library describes itself with class attributes, read by the command line, the
+    recipes and the model cards (:mod:`hf_seqgan.registry`), so that a new technique is one file:
+
+    - ``cli_name``: its name in ``hf-seqgan config <name>`` and the recipes' ``--trainer`` (a string
+      literal; a class without one is not listed);
+    - ``config_class``: its config (a `BaseConfig` subclass);
+    - ``summary``: one line for ``hf-seqgan list``;
+    - ``supervised``: whether it learns from ``(source, target)`` pairs (the supervised recipes run it);
+    - ``roles``: what each auxiliary model does, for its card;
+    - :meth:`describe`: the method's name, tag, description and papers for the card, as a function of
+      the config (e.g. the mode), with BibTeX for papers not in ``model_cards/references.bib``.
+    """
+
+    cli_name: Optional[str] = None
+    config_class: Optional[type] = None
+    summary: str = ""
+    supervised: bool = False
+    roles: dict = {
+        "discriminator": "it scores outputs as real (a reference) or fake (a generated output).",
+        "reconstructor": "it maps the forward model's outputs back to their inputs (cycle consistency).",
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "cli_name" in cls.__dict__ and cls.cli_name:
+            from ..registry import register
+
+            register(cls)
+
+    @classmethod
+    def describe(cls, args):
+        """The method of this trainer for its model card (a :class:`hf_seqgan.hub.Method`)."""
+        from ..hub import Method
+
+        return Method(cls.__name__, "seq2seq", cls.summary or f"Trained with `{cls.__name__}`.", [])
 
     @classmethod
     def _generator_and_args(cls, model, args, config_class, run_name: str, peft_config=None):
@@ -334,9 +370,25 @@ class BaseTrainer(Seq2SeqTrainer):
                 continue
             self._metrics[mode][key].append(float(value.detach().float().mean()) if torch.is_tensor(value) else float(value))
 
+    def _averaged(self, buffers: dict) -> dict[str, float]:
+        """The mean of every buffered figure, over every process's values (TRL gathers them too): in
+        a multi-process run the keys are gathered first, so that a figure recorded on one process
+        only is still averaged over the values that exist."""
+        if self.accelerator.num_processes == 1:
+            return {key: sum(values) / len(values) for key, values in buffers.items() if values}
+        from accelerate.utils import gather_object
+
+        keys = sorted(set().union(*gather_object([sorted(k for k, v in buffers.items() if v)])))
+        if not keys:
+            return {}
+        stats = torch.tensor([[sum(buffers.get(k, [])), float(len(buffers.get(k, [])))] for k in keys], dtype=torch.float64,
+                             device=self.args.device)  # (K, 2): sum and count of this process
+        stats = self.accelerator.reduce(stats, reduction="sum")
+        return {key: float(total / count) for key, (total, count) in zip(keys, stats.tolist()) if count > 0}
+
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        metrics = self._averaged(self._metrics[mode])
         if mode == "train" and self._nonfinite["total"]:
             metrics["nonfinite_steps"] = self._nonfinite["total"]
         if mode == "eval":

@@ -170,6 +170,38 @@ class AdversarialTrainer(BaseTrainer):
         train_dataset, eval_dataset, processing_class``); the rest are keyword-only.
     """
 
+    cli_name = "adversarial"
+    config_class = AdversarialConfig
+    summary = "SeqGAN-style training (Yu et al. 2017): REINFORCE or Gumbel-softmax updates against a discriminator."
+    supervised = True
+
+    @classmethod
+    def describe(cls, args):
+        from ..hub import Method
+
+        if getattr(args, "generator_update", "reinforce") == "gumbel":
+            return Method("adversarial training (Gumbel-softmax)", "gan",
+                          "The generator is trained against a discriminator updated in the same loop, through straight-through "
+                          "Gumbel-softmax samples fed to the discriminator's embeddings (RelGAN), next to an MLE term.",
+                          ["nie2019relgan", "jang2017categorical"])
+        papers, parts = [], []
+        if getattr(args, "use_discriminator", True):
+            papers.append("yu2017seqgan")
+            parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by a discriminator trained in the same loop (SeqGAN)")
+        else:
+            parts.append("policy gradient (REINFORCE) on sampled outputs rewarded by metric functions alone")
+        if getattr(args, "rollouts", 0):
+            parts.append(f"per-token rewards from {args.rollouts} Monte-Carlo rollouts per prefix")
+        if getattr(args, "step_rewards", False):
+            papers.append("li2017adversarial")
+            parts.append("per-token rewards from the discriminator scoring every prefix")
+        baseline = getattr(args, "baseline", "moving_average")
+        if baseline == "self_critical" or not getattr(args, "use_discriminator", True):
+            papers.append("rennie2017self")
+        parts.append(f"baseline: {baseline.replace('_', ' ')} (self-critical = the greedy output's reward, SCST)" if baseline == "self_critical"
+                     else f"baseline: {baseline.replace('_', ' ')}")
+        return Method("adversarial training (REINFORCE)", "gan", "The generator is trained with " + "; ".join(parts) + ", next to an MLE term.", papers)
+
     def __init__(
         self,
         model,

@@ -26,7 +26,7 @@ the first generated token (mBART's ``forced_bos_token_id``) or a tag in front of
 **Data.** ``train_dataset`` holds the X domain (``input_ids``, optionally ``labels``) and goes
 through the Trainer's own dataloader, sampler and resume logic unchanged. The Y domain
 (``target_domain_dataset``, or the rows of ``train_dataset`` whose ``domain`` column is 1/"y") is
-read by a seeded sampler in the trainer (:class:`~hf_seqgan.trainers._cycle_losses.TargetDomainSampler`):
+read by a seeded sampler in the trainer (:class:`~hf_seqgan.trainers._cycle_setup.TargetDomainSampler`):
 each X micro-batch is paired with the next ``target_batch_size`` rows of a fresh permutation of Y
 per pass, and the sampler's position is checkpointed, so that resuming is exact. All randomness of a
 step (noise, samples, Gumbel noise) comes from a generator seeded by the run's seed and the
@@ -65,15 +65,14 @@ from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, 
 from ..discriminators import SequenceDiscriminator
 from ..noise import TextNoiser, check_noise
 from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, drop_nonfinite, leave_one_out_baseline
-from ..rollout import RolloutEngine, token_logprobs
+from ..rollout import RolloutEngine
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_logprobs
-from ._cycle_losses import (
-    Direction, TargetDomainSampler, build_domain_discriminator, check_reconstructor, prepend_soft, sequence_cross_entropy,
-    split_domains, target_column,
-)
+from ..directions import Direction, prepend_soft
+from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
+from .losses import sequence_cross_entropy
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
@@ -183,6 +182,19 @@ class CycleTrainer(BaseTrainer):
         peft_config, reconstructor_peft_config, discriminator_peft_config (*optional*): PEFT configs.
         Other arguments: as in `Seq2SeqTrainer`.
     """
+
+    cli_name = "cycle"
+    config_class = CycleConfig
+    summary = "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."
+
+    @classmethod
+    def describe(cls, args):
+        from ..hub import Method
+
+        return Method("cycle training", "cycle-consistency",
+                      "A forward model and a reconstructor are trained together without parallel data: the reconstructor maps the "
+                      "forward model's outputs back to the (noised) inputs, and a discriminator keeps the outputs in the target domain.",
+                      ["wang2018learning", "lample2018unsupervised"])
 
     def __init__(
         self,

@@ -26,11 +26,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional
 
 import torch
 
-from ..rewards import drop_nonfinite
+
 from ..rollout import RolloutEngine, first_eos_mask
 from ._base import BaseConfig, BaseTrainer
 from ._policy import LOSS_TYPES, SCALE_REWARDS, disable_dropout, group_advantages, policy_loss, sampled_logprobs
@@ -130,6 +130,27 @@ class GRPOTrainer(BaseTrainer):
         callbacks, optimizers: as in `Trainer`.
         peft_config (*optional*): wrap the model with `get_peft_model`.
     """
+
+    cli_name = "grpo"
+    config_class = GRPOConfig
+    summary = "GRPO (Shao et al. 2024) with TRL's fields and reward functions: group-relative policy optimization for seq2seq models."
+    bibtex = {"shao2024deepseekmath": """@article{shao2024deepseekmath,
+  title = {DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models},
+  author = {Shao, Zhihong and Wang, Peiyi and Zhu, Qihao and Xu, Runxin and Song, Junxiao and Zhang, Mingchuan and Li, Y. K. and Wu, Y. and Guo, Daya},
+  journal = {arXiv preprint arXiv:2402.03300},
+  year = {2024},
+  url = {https://arxiv.org/abs/2402.03300}
+}"""}
+
+    @classmethod
+    def describe(cls, args):
+        from ..hub import Method
+
+        kl = f", a KL penalty of weight {args.beta} to the starting model" if getattr(args, "beta", 0) else ""
+        return Method("GRPO", "grpo", f"Group Relative Policy Optimization: {getattr(args, 'num_generations', 8)} completions of each prompt are "
+                      "sampled and scored by the reward functions; each completion's reward minus its group's mean (scaled by "
+                      f"{getattr(args, 'scale_rewards', 'group')}) is the advantage of a clipped policy-gradient surrogate{kl}.",
+                      ["shao2024deepseekmath"], bibtex=cls.bibtex)
 
     def __init__(self, model, reward_funcs, args: Optional[GRPOConfig] = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, reward_processing_classes=None, callbacks: Optional[list] = None, optimizers: tuple = (None, None),

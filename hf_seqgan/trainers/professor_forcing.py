@@ -60,7 +60,7 @@ from ..rollout import Encoded, RolloutEngine, gradient_checkpointing_on
 from ..schedules import as_schedule, schedule_field
 from ..sampling import frozen_call, frozen_parameters, unwrap_model
 from ._base import AUXILIARY_OPTIMIZERS, BaseConfig, BaseTrainer
-from ._utils import token_cross_entropy, token_loss_func
+from .losses import token_cross_entropy, token_loss_func
 
 __all__ = ["ProfessorForcingConfig", "ProfessorForcingTrainer"]
 
@@ -180,6 +180,20 @@ class ProfessorForcingTrainer(BaseTrainer):
     ``d_acc_teacher_forced``, ``d_acc_free_running``, ``adversarial_weight``, ``tau`` and
     ``free_running_length`` (mean compared positions per row).
     """
+
+    cli_name = "professor_forcing"
+    config_class = ProfessorForcingConfig
+    summary = "Professor forcing (Lamb et al. 2016): a discriminator on decoder states aligns free-running with teacher forcing."
+    supervised = True
+    roles = {"discriminator": "it tells the decoder's free-running hidden states from its teacher-forced ones."}
+
+    @classmethod
+    def describe(cls, args):
+        from ..hub import Method
+
+        return Method("professor forcing", "professor-forcing",
+                      "Professor forcing trains the decoder so that its hidden states when it runs free cannot be told apart by a "
+                      "discriminator from those under teacher forcing, next to the usual cross-entropy.", ["lamb2016professor"])
 
     def __init__(
         self,

@@ -49,7 +49,7 @@ from ..rollout import Encoded, RolloutEngine
 from ..sampling import gumbel_max_sample, gumbel_softmax, soft_embed
 from ..schedules import Schedule, as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer
-from ._utils import token_loss_func
+from .losses import token_loss_func
 
 __all__ = ["ScheduledSamplingConfig", "ScheduledSamplingTrainer"]
 
@@ -169,6 +169,23 @@ class ScheduledSamplingTrainer(BaseTrainer):
         peft_config (`peft.PeftConfig`, *optional*): wrap the model with `get_peft_model` (e.g.
             `LoraConfig(task_type="SEQ_2_SEQ_LM", target_modules="all-linear")`).
     """
+
+    cli_name = "scheduled_sampling"
+    config_class = ScheduledSamplingConfig
+    summary = "Scheduled sampling (Bengio et al. 2015): the decoder reads its own tokens with a scheduled probability."
+    supervised = True
+
+    @classmethod
+    def describe(cls, args):
+        from ..hub import Method
+
+        parallel = getattr(args, "mode", "parallel") == "parallel"
+        how = ("a first teacher-forced pass predicts every position and a second pass learns on the gold inputs mixed with "
+               "those predictions (Mihaylova & Martins 2019)") if parallel else "the decoder runs step by step on its own mixed prefix (Bengio et al. 2015)"
+        return Method("scheduled sampling", "scheduled-sampling",
+                      "Scheduled sampling feeds the decoder its own predictions in place of gold tokens with a probability that grows "
+                      f"during training, to reduce exposure bias; the loss stays the cross-entropy on the gold labels. Here {how}.",
+                      ["bengio2015scheduled"] + (["mihaylova2019scheduled"] if parallel else []))
 
     def __init__(
         self,

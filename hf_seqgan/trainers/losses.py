@@ -1,4 +1,5 @@
-"""Small pieces the trainers share: the token-level loss and its `Trainer` hook.
+"""The cross-entropies the trainers share: the token-level loss and its `Trainer` hook, and the
+per-sequence cross-entropy of the cycle terms.
 
 Gradient accumulation is exact only when the loss of every micro-batch is a *sum* over its tokens
 divided by the number of label tokens in the whole accumulated batch. transformers' `Trainer`
@@ -17,7 +18,7 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["token_cross_entropy", "token_loss_func"]
+__all__ = ["token_cross_entropy", "token_loss_func", "sequence_cross_entropy"]
 
 
 def token_cross_entropy(
@@ -58,3 +59,15 @@ def token_loss_func(label_smoothing: float = 0.0) -> Callable:
         return token_cross_entropy(logits, labels, label_smoothing=label_smoothing, num_items_in_batch=num_items_in_batch)
 
     return loss_func
+
+
+def sequence_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """`(B,)` each row's mean token cross-entropy of ``logits`` `(B, T, V)` against ``labels``
+    `(B, T)` (-100 left out); 0 for a row with no label.
+
+    Means per sequence, then over rows, make gradient accumulation exact for equal micro-batches
+    (2 x 8 rows give the update of 1 x 16), whatever the sequences' lengths."""
+    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels.to(logits.device), ignore_index=-100,
+                             reduction="none", label_smoothing=label_smoothing)  # (B, T)
+    counts = labels.ne(-100).sum(-1)  # (B,)
+    return tokens.sum(-1) / counts.clamp_min(1)

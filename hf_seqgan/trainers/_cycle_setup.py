@@ -1,31 +1,17 @@
-"""Pieces of :class:`~hf_seqgan.trainers.cycle.CycleTrainer` that need no trainer: the two-domain
-data (splitting a ``domain`` column, the seeded, resumable sampler of target-domain batches), the
-direction tags of a shared model, and the per-sequence cross-entropy every loss term uses.
+"""Set-up of :class:`~hf_seqgan.trainers.cycle.CycleTrainer` that needs no trainer: the two-domain
+data (splitting a ``domain`` column, the seeded, resumable sampler of target-domain batches) and the
+checks and defaults of its reconstructor and Y-domain discriminator.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Optional
+
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["build_domain_discriminator", "check_reconstructor", "Direction", "TargetDomainSampler", "sequence_cross_entropy", "split_domains", "target_column", "prepend_token", "prepend_soft"]
+__all__ = ["build_domain_discriminator", "check_reconstructor", "TargetDomainSampler", "split_domains", "target_column"]
 
 X_VALUES, Y_VALUES = (0, "x", "X", "source"), (1, "y", "Y", "target")
-
-
-def sequence_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """`(B,)` each row's mean token cross-entropy of ``logits`` `(B, T, V)` against ``labels``
-    `(B, T)` (-100 left out); 0 for a row with no label.
-
-    Means per sequence, then over rows, make gradient accumulation exact for equal micro-batches
-    (2 x 8 rows give the update of 1 x 16), whatever the sequences' lengths."""
-    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels.to(logits.device), ignore_index=-100,
-                             reduction="none", label_smoothing=label_smoothing)  # (B, T)
-    counts = labels.ne(-100).sum(-1)  # (B,)
-    return tokens.sum(-1) / counts.clamp_min(1)
 
 
 def check_reconstructor(reconstructor, generator, tokenizer, *, gumbel: bool) -> None:
@@ -151,53 +137,3 @@ class TargetDomainSampler:
                              f"{self.size}: resume with the same target-domain data.")
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self._order = self._permutation()
-
-
-@dataclasses.dataclass
-class Direction:
-    """One translation direction: the model that runs it and the tags of its domains.
-
-    ``target_tag`` names the output domain, ``source_tag`` the input domain (token ids, or None).
-    With ``position="decoder"`` (mBART-style language codes) a sequence of domain d is written
-    ``[tag_d] + tokens``: the target tag is forced as the first generated token and put in front of
-    the labels, the source tag in front of the encoder input. With ``position="encoder"`` (a prefix
-    tag, as for multilingual Marian/T5) the *target* tag is put in front of the encoder input.
-    """
-
-    model: Any
-    engine: Any
-    target_tag: Optional[int] = None
-    source_tag: Optional[int] = None
-    position: str = "decoder"
-
-    @property
-    def forced_tag(self) -> Optional[int]:
-        return self.target_tag if self.position == "decoder" else None
-
-    @property
-    def encoder_tag(self) -> Optional[int]:
-        return self.source_tag if self.position == "decoder" else self.target_tag
-
-    def encoder_input(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return prepend_token(ids, mask, self.encoder_tag)
-
-    def labels(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ids, mask = prepend_token(ids, mask, self.forced_tag)
-        return ids.masked_fill(mask == 0, -100)
-
-
-def prepend_token(ids: torch.Tensor, mask: torch.Tensor, token: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(B, T)` -> `(B, 1 + T)` with ``token`` in front, unless ``token`` is None or every row starts
-    with it already (generated sequences with a forced tag, data tokenized with the code)."""
-    if token is None or bool((ids[:, 0] == token).all()):
-        return ids, mask
-    column = torch.full_like(ids[:, :1], token)
-    return torch.cat([column, ids], dim=1), torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-
-
-def prepend_soft(soft: torch.Tensor, mask: torch.Tensor, token: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`prepend_token` for distributions `(R, T, V)`: a one-hot of ``token`` in front."""
-    if token is None:
-        return soft, mask
-    one_hot = torch.zeros_like(soft[:, :1]).index_fill_(-1, torch.tensor([token], device=soft.device), 1.0)  # (R, 1, V)
-    return torch.cat([one_hot, soft], dim=1), torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
