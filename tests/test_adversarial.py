@@ -32,14 +32,16 @@ def _config(tmp_path, **kw):
     return AdversarialConfig(**base)
 
 
-def _token_share(model, tokenizer, token, batch, n=4, seed=0):
+def _token_shares(model, tokenizer, batch, n=4, seed=0) -> dict:
+    """Each token's share of the tokens the model samples (EOS included, padding not) from ``batch``."""
     from hf_seqgan.rollout import RolloutEngine
 
     engine = RolloutEngine(model, tokenizer)
     model.eval()
     out = engine.sample(**batch, max_new_tokens=8, num_samples=n, generator=torch.Generator().manual_seed(seed))
-    real = out.attention_mask.bool()
-    return (out.sequences[real] == token).float().mean().item()
+    tokens = out.sequences[out.attention_mask.bool()]
+    ids, counts = tokens.unique(return_counts=True)
+    return {int(i): int(c) / tokens.numel() for i, c in zip(ids, counts)}
 
 
 class TokenShareClassifier(torch.nn.Module):
@@ -68,21 +70,23 @@ class TokenShareClassifier(torch.nn.Module):
         return SimpleNamespace(logits=(self.scale * share + self.bias)[:, None])  # (N, 1)
 
 
-def _rewarded_token(model, tokenizer, source_batch):
-    """A word the model already says now and then (so samples can show it), but not often."""
-    from hf_seqgan.rollout import RolloutEngine
-
-    start = RolloutEngine(model, tokenizer).sample(**source_batch, max_new_tokens=8, num_samples=8, generator=torch.Generator().manual_seed(1))
-    words = [w for text in tokenizer.batch_decode(start.sequences, skip_special_tokens=True) for w in text.split()]
-    counts = {w: words.count(w) for w in set(words)}
-    word = sorted(counts, key=lambda w: (abs(counts[w] - 0.1 * len(words)), w))[0]
-    return tokenizer(" " + word, add_special_tokens=False).input_ids[0]
+def _rewarded_token(tokenizer, shares: dict) -> int:
+    """From the model's own measured sample distribution: the ordinary token whose share is closest to 10%.
+    It is one the samples contain (share > 0, so the updates can see it), and, the samples holding at least
+    two ordinary tokens, its share is at most 0.5 (the closest to 0.1 is no further from it than the rarest
+    one, whose share is at most 1/2): there is room for it to rise."""
+    ordinary = {t: s for t, s in shares.items() if t not in tokenizer.all_special_ids}
+    assert len(ordinary) >= 2, shares
+    token = min(ordinary, key=lambda t: (abs(ordinary[t] - 0.1), t))
+    assert 0 < ordinary[token] <= 0.5, (token, ordinary[token])
+    return token
 
 
 # every update mode against a fixed reward that prefers one token, on BART, T5 and Marian, each family
-# carrying two modes (all twelve pairs pass too, but take twice the time). Shares of the token before ->
-# after, measured at 12 steps: reinforce BART 0.08 -> 0.30, Marian 0.02 -> 0.98; rollouts T5 0.02 -> 0.96;
-# step rewards Marian 0.02 -> 0.98 (BART, not run: 0.08 -> 0.13); gumbel T5 0.02 -> 0.92, BART 0.08 -> 1.0.
+# carrying two modes. Shares of the token before -> after, measured at 12 steps (transformers 5.24): reinforce
+# BART 0.08 -> 0.39, Marian 0.09 -> 0.87; rollouts T5 0.06 -> 0.73; step rewards Marian 0.09 -> 1.0; gumbel
+# T5 0.06 -> 1.0, BART 0.08 -> 1.0. Of the pairs not run, most rise too (BART rollouts 0.59, Marian rollouts 1.0,
+# Marian gumbel 0.98, T5 reinforce 0.11, BART step rewards only 0.13), but T5 step rewards falls to 0.0 at 12 steps.
 FREQUENCY_CASES = [
     ("bart", "reinforce"), ("marian", "reinforce"), ("t5", "rollouts"), ("marian", "step_rewards"), ("t5", "gumbel"), ("bart", "gumbel"),
 ]
@@ -91,12 +95,13 @@ FREQUENCY_CASES = [
 @pytest.mark.parametrize("family,mode", FREQUENCY_CASES)
 def test_each_mode_raises_the_frequency_of_a_rewarded_token(family, mode, make_model, tokenizer, train_set, source_batch, tmp_path):
     model = make_model(family)
-    token = _rewarded_token(model, tokenizer, source_batch)
+    shares = _token_shares(model, tokenizer, source_batch)
+    token = _rewarded_token(tokenizer, shares)
+    before = shares[token]  # measured on the very samples the token was chosen from
     common = dict(max_steps=FREQ_STEPS, mle_weight="0", learning_rate=FREQ_LR, per_device_train_batch_size=FREQ_BATCH)
     if mode == "reinforce":
-        def prefers_token(sources, outputs, references):
-            ids = tokenizer(outputs, add_special_tokens=False).input_ids
-            return [sum(t == token for t in row) / max(len(row), 1) for row in ids]
+        def prefers_token(completions, completion_ids, **_):  # the share of the token among the sampled ids themselves
+            return [sum(t == token for t in row) / max(len(row), 1) for row in completion_ids]
 
         args = _config(tmp_path, use_discriminator=False, num_samples=2, baseline="leave_one_out", **common)
         kwargs = dict(reward_funcs=[prefers_token])
@@ -107,18 +112,26 @@ def test_each_mode_raises_the_frequency_of_a_rewarded_token(family, mode, make_m
             extra.update(num_samples=2, baseline="leave_one_out", reward="logit")
         args = _config(tmp_path, **extra, **common)
         kwargs = dict(discriminator=judge)
-    before = _token_share(model, tokenizer, token, source_batch)
     trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer, **kwargs)
     trainer.train()
-    after = _token_share(trainer.model, tokenizer, token, source_batch)
+    after = _token_shares(trainer.model, tokenizer, source_batch).get(token, 0.0)
     assert after > before + 0.05, (before, after)
     key = "reward_prefers_token" if mode == "reinforce" else "reward"
     logged = [h[key] for h in trainer.state.log_history if key in h]
     assert len(logged) == FREQ_STEPS and sum(logged[-3:]) > sum(logged[:3]), logged
 
 
-def test_discriminator_learns_against_an_untrained_generator(make_model, tokenizer, train_set, tmp_path):
+def test_discriminator_learns_against_an_untrained_generator(make_model, tokenizer, train_set, source_batch, tmp_path):
+    from hf_seqgan.rollout import RolloutEngine
+
     model = make_model("bart", warm=False)
+    # Fakes provably unlike the real rows: a logit bias far above the untrained model's logits (< 1) makes it
+    # emit one ordinary token that no real headline holds, at every step; D starts at chance and must learn this.
+    in_labels = {t for row in train_set["labels"] for t in row}
+    never = min(t for t in range(len(tokenizer)) if t not in in_labels and t not in tokenizer.all_special_ids)
+    model.final_logits_bias[0, never] = 30.0
+    fakes = RolloutEngine(model, tokenizer).sample(**source_batch, max_new_tokens=8, num_samples=4, generator=torch.Generator().manual_seed(0))
+    assert bool((fakes.sequences == never).all())
     args = _config(tmp_path, max_steps=30, discriminator_pretrain_steps=30, discriminator_learning_rate=2e-3)
     trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -126,7 +139,7 @@ def test_discriminator_learns_against_an_untrained_generator(make_model, tokeniz
     history = [h for h in trainer.state.log_history if "d_acc_real" in h]
     last = history[-5:]
     acc = sum(0.5 * (h["d_acc_real"] + h["d_acc_fake"]) for h in last) / len(last)
-    assert acc > 0.75, history[-5:]
+    assert acc > 0.9, history[-5:]
     # during discriminator pre-training the generator does not move
     assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
 
@@ -136,13 +149,15 @@ def test_reinforce_gradient_is_the_score_function_gradient(make_model, tokenizer
     model = make_model("t5")
     rewards = {}
 
-    def length_reward(sources, outputs, references):
-        r = [float(len(o)) for o in outputs]
+    def row_reward(sources, outputs, references):
+        # different for every row and never 0, whatever the model emits (even empty outputs): a gradient that
+        # dropped the rewards or mixed them up across rows would show
+        r = [1.0 + i + len(o) for i, o in enumerate(outputs)]
         rewards["last"] = r
         return r
 
     args = _config(tmp_path, use_discriminator=False, mle_weight="0", baseline="none", max_steps=1)
-    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer, reward_funcs=[length_reward])
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer, reward_funcs=[row_reward])
     batch = trainer.data_collator([train_set[i] for i in range(4)])
     trainer.model.train()
     torch.manual_seed(3)
@@ -155,6 +170,7 @@ def test_reinforce_gradient_is_the_score_function_gradient(make_model, tokenizer
     scored = trainer.engine.score(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], sequences=fakes.sequences, sequence_mask=fakes.attention_mask)
     manual = -(advantage * scored.logprobs.sum(-1)).mean()
     ref = torch.autograd.grad(manual, [p for p in trainer.model.parameters() if p.requires_grad], allow_unused=True)
+    assert any(r is not None and r.abs().max() > 0 for r in ref)  # the comparison is not one of zeros
     for g, r in zip(grads, ref):
         if r is None:
             assert g is None or g.abs().max() == 0
@@ -226,6 +242,8 @@ def test_gradient_accumulation_is_exact(make_model, tokenizer, train_set, tmp_pa
 
     one = run(tmp_path / "a", 16, 1)
     two = run(tmp_path / "b", 8, 2)
+    start = dict(make_model("bart").named_parameters())
+    assert max((p - start[n]).abs().max().item() for n, p in one.model.named_parameters()) > 1e-3  # the runs moved: no trivial match
     for (n, p), (_, q) in zip(one.model.named_parameters(), two.model.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
     for (n, p), (_, q) in zip(one.auxiliary("discriminator").unwrapped.named_parameters(), two.auxiliary("discriminator").unwrapped.named_parameters()):
@@ -244,12 +262,12 @@ def test_clear_errors(make_model, tokenizer, train_set, tmp_path):
     other.tokenizer = type(tokenizer)(tokenizer_object=tokenizer.backend_tokenizer, pad_token="<pad>")
     other.tokenizer.add_tokens(["zzzextra"])
     with pytest.raises(ValueError, match="share the generator's vocabulary"):
-        AdversarialTrainer(model, other, args=_config(tmp_path, generator_update="gumbel"), train_dataset=train_set, processing_class=tokenizer)
+        AdversarialTrainer(model, _config(tmp_path, generator_update="gumbel"), discriminator=other, train_dataset=train_set, processing_class=tokenizer)
     bart_clf = BartForSequenceClassification(BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
                                                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
                                                         decoder_ffn_dim=16, pad_token_id=tokenizer.pad_token_id))
     with pytest.raises(ValueError, match="cannot take soft inputs"):
-        AdversarialTrainer(model, bart_clf, discriminator_processing_class=tokenizer, args=_config(tmp_path, generator_update="gumbel"),
+        AdversarialTrainer(model, _config(tmp_path, generator_update="gumbel"), discriminator=bart_clf, discriminator_processing_class=tokenizer,
                            train_dataset=train_set, processing_class=tokenizer)
     no_labels = Dataset.from_dict({"input_ids": train_set["input_ids"], "attention_mask": train_set["attention_mask"]})
     trainer = AdversarialTrainer(model, args=_config(tmp_path), train_dataset=no_labels, processing_class=tokenizer)

@@ -2,6 +2,7 @@
 figures against independent computations, determinism, the table and the frontier plot."""
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -48,7 +49,17 @@ def text_data(corpus):
 
 
 def test_sweep_at_temperature_one_reproduces_the_models_own_nll(make_model, tokenizer, text_data):
-    model = make_model("bart", warm=False)  # random: varied samples, most of them 16 tokens long
+    model = make_model("bart", warm=False)
+    # The distribution is built, not hoped for. The untrained model's logits stay below 1; its output bias adds
+    # +3 to the eight most frequent ordinary tokens of the references (a third of the mass at T=1, nine tenths
+    # at T=0.5: varied samples from a distribution far from uniform, so T=0.5 samples from another one) and -8
+    # to EOS (p < 1e-6 a step: every sample runs the full 16 tokens). The references stay likely enough that
+    # the held-out NLL keeps the size (about 6 nats) its float32 comparisons below are made at.
+    counts = Counter(t for text in text_data["target"] for t in tokenizer(text, add_special_tokens=False).input_ids)
+    favoured = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if t not in tokenizer.all_special_ids][:8]
+    assert len(favoured) == 8
+    model.final_logits_bias[0, favoured] = 3.0
+    model.final_logits_bias[0, tokenizer.eos_token_id] = -8.0
     model.train()
     kwargs = dict(temperatures=(1.0, 0.5), reference_model=model, max_new_tokens=16, batch_size=10, metrics=("distinct",))
     rows = temperature_sweep(model, tokenizer, text_data, **kwargs)
@@ -56,7 +67,8 @@ def test_sweep_at_temperature_one_reproduces_the_models_own_nll(make_model, toke
     t1, t05 = rows
     # its own samples scored teacher-forced = the log-probs the decode sampled them with
     assert t1["nll_reference"] == pytest.approx(t1["nll_self"], abs=1e-5)
-    assert t05["nll_self"] != pytest.approx(t05["nll_reference"], abs=1e-4)  # T=0.5: sampled from another distribution
+    # T=0.5: sampled from another, sharper distribution: the samples are likelier under it than under the model's
+    assert t05["nll_self"] != pytest.approx(t05["nll_reference"], abs=1e-4) and t05["nll_self"] < t05["nll_reference"] - 0.05
     # NLL_test at T=1 is the model's cross-entropy on the references, computed by the model itself
     enc = tokenizer(list(text_data["source"]), return_tensors="pt", padding=True)
     labels = tokenizer(text_target=list(text_data["target"]), return_tensors="pt", padding=True).input_ids
@@ -67,7 +79,7 @@ def test_sweep_at_temperature_one_reproduces_the_models_own_nll(make_model, toke
     ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="mean").item()
     assert t1["nll_test"] == pytest.approx(ce, abs=1e-5)
     assert heldout_nll(model, text_data, tokenizer, temperatures=(1.0, 0.5)) == pytest.approx([t1["nll_test"], t05["nll_test"]], abs=1e-6)
-    assert 1 <= t1["length"] <= 16 and t1["num_samples"] == 16 and 0 < t1["distinct_1"] <= 1
+    assert t1["length"] == t05["length"] == 16 and t1["num_samples"] == 16 and 0 < t1["distinct_1"] <= 1
     # seeded: the same call gives the same rows, another seed other samples
     kwargs["temperatures"] = (1.0,)
     assert temperature_sweep(model, tokenizer, text_data, **kwargs) == [t1]

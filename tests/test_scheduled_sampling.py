@@ -94,39 +94,74 @@ def _teacher_forced_logits(model, batch, decoder_input_ids):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids).logits
 
 
-# Random tiny models decode greedily into one repeated token, so the autoregressive off-by-one check
-# needs a warm model; the parallel mode reads varied gold prefixes and needs none.
-CASES = [(f, "parallel", "hard", False) for f in FAMILIES] + [
-    (f, "autoregressive", "hard", f == "bart") for f in FAMILIES] + [
-    ("bart", "parallel", "softmax", False), ("marian", "parallel", "softmax", False)]
+def _successor_bias(model, shift, strength):
+    """Add ``strength`` to the logit of ``(input token + shift) % V`` at every decoder position, in every call
+    that feeds decoder token ids: the model's choice after token x is then ``x + shift`` (for a strength far
+    above the untrained tiny models' logits, a few units at most), whatever the weights. Predictions vary along any
+    sequence and differ from the token they follow, by construction rather than by what a model emits."""
+
+    def hook(module, args, kwargs, output):
+        ids = kwargs.get("decoder_input_ids")
+        if ids is not None:
+            vocab = output.logits.shape[-1]
+            output.logits = output.logits + strength * torch.nn.functional.one_hot((ids + shift) % vocab, vocab).to(output.logits.dtype)
+        return output
+
+    return model.register_forward_hook(hook, with_kwargs=True)
 
 
-@pytest.mark.parametrize("family,mode,mixing,warm", CASES)
-def test_gold_probability_zero_feeds_predictions(family, mode, mixing, warm, make_model, tokenizer, dataset, tmp_path):
-    model = make_model(family, warm=warm)
+def _shift_avoiding(start, tokens, vocab):
+    """The smallest shift s >= 1 with ``(start + s) % vocab`` none of ``tokens``."""
+    taken = set(tokens.tolist())
+    return next(s for s in range(1, vocab) if (start + s) % vocab not in taken)
+
+
+CASES = [(f, mode, "hard") for mode in ("parallel", "autoregressive") for f in FAMILIES] + [
+    ("bart", "parallel", "softmax"), ("marian", "parallel", "softmax")]
+
+
+@pytest.mark.parametrize("family,mode,mixing", CASES)
+def test_gold_probability_zero_feeds_predictions(family, mode, mixing, make_model, tokenizer, dataset, tmp_path):
+    model = make_model(family, warm=False)
     trainer = _trainer(model, tmp_path, dataset, tokenizer, gold_probability="0", mode=mode, mixing=mixing, mixing_temperature="0.5")
     batch = _batch(dataset, tokenizer, model)
-    seen = _second_pass_inputs(trainer, model, batch)
     gold, labels = batch["decoder_input_ids"], batch["labels"]
     replaced = labels.ne(-100)
     replaced[:, 0] = False
+    mask = replaced[:, 1:]
+    vocab = unwrap_model(model).config.vocab_size
+    start = int(gold[0, 0])
+    # The model's choice after token x is x + shift (a strong logit bias; a milder one keeps the soft mixtures
+    # soft), the shift chosen so that the first choice after the decoder start is no row's gold token there.
+    shift = _shift_avoiding(start, gold[:, 1], vocab)
+    _successor_bias(model, shift, 100.0 if mixing == "hard" else 3.0)
+    # the gold inputs vary along every compared stretch: a prediction read one position off would show
+    assert not torch.equal(gold[:, :-1][mask], gold[:, 1:][mask])
+    seen = _second_pass_inputs(trainer, model, batch)
     if mixing != "hard":  # the expected embedding under softmax(logits / 0.5) of the gold-prefix prediction
         probs = torch.softmax(_teacher_forced_logits(model, batch, gold) / 0.5, dim=-1)
+        assert 0.2 < probs.max(-1).values.min() and probs.max(-1).values.max() < 0.9  # soft, and peaked on x + shift
         expected = soft_embed(model, probs).detach()
         torch.testing.assert_close(seen[:, 1:][replaced[:, 1:]], expected[:, :-1][replaced[:, 1:]], rtol=1e-5, atol=1e-5)
-        start = soft_embed(model, torch.nn.functional.one_hot(gold[:, :1], probs.shape[-1]).float())  # always gold
-        torch.testing.assert_close(seen[:, :1], start.detach(), rtol=0, atol=0)
+        # an off-by-one would show: consecutive expected embeddings differ
+        assert (expected[:, :-1][mask] - expected[:, 1:][mask]).abs().amax(-1).min() > 1e-3
+        start_embed = soft_embed(model, torch.nn.functional.one_hot(gold[:, :1], probs.shape[-1]).float())  # always gold
+        torch.testing.assert_close(seen[:, :1], start_embed.detach(), rtol=0, atol=0)
         return
     assert torch.equal(seen[:, 0], gold[:, 0])
     # parallel: predictions from the gold prefix; autoregressive: from the model's own prefix (greedy)
     logits = _teacher_forced_logits(model, batch, gold if mode == "parallel" else seen)
     predicted = logits.argmax(-1)  # the prediction for decoder input t comes from position t-1
-    mask = replaced[:, 1:]
     assert torch.equal(seen[:, 1:][mask], predicted[:, :-1][mask])
-    if mode == "parallel" or warm:
-        assert not torch.equal(predicted[:, :-1][mask], predicted[:, 1:][mask])  # an off-by-one would show
-    if mode == "autoregressive":  # a greedy prefix differs from the gold one somewhere
-        assert not torch.equal(seen[replaced], gold[replaced])
+    assert not torch.equal(predicted[:, :-1][mask], predicted[:, 1:][mask])  # an off-by-one would show
+    positions = torch.arange(gold.shape[1])[None, :].expand_as(gold)
+    if mode == "parallel":  # the prediction after gold token x is x + shift
+        own = torch.cat([gold[:, :1], (gold[:, :-1] + shift) % vocab], dim=1)
+    else:  # the model's own prefix: start, start + shift, start + 2 shift, ... (the known greedy chain)
+        own = (start + shift * positions) % vocab
+    assert torch.equal(seen[replaced], own[replaced])
+    # and what is fed differs from the gold prefix: at the first step, in every row (the shift was chosen so)
+    assert replaced[:, 1].all() and bool((seen[:, 1] != gold[:, 1]).all())
 
 
 def test_backprop_predictions_adds_gradient_through_first_pass(make_model, tokenizer, dataset, tmp_path):
