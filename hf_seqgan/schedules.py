@@ -25,9 +25,10 @@ Examples:
 >>> from hf_seqgan.schedules import Schedule
 >>> s = Schedule.from_string("inverse_sigmoid:k=10")
 >>> round(s.value(0), 4), round(s.value(50), 4)
-(0.9091, 0.063)
+(0.9091, 0.0631)
 >>> str(Schedule.from_string("linear:1,0,100"))
 'linear:start=1,end=0,steps=100'
+
 ```
 """
 

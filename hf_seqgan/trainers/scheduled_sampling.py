@@ -33,6 +33,7 @@ Examples:
 {'loss': ..., 'gold_probability': '0.875', 'replaced_fraction': '0.0625', 'epoch': '0.5'}
 {'loss': ..., 'gold_probability': '0.375', 'replaced_fraction': '0.75', 'epoch': '1'}
 {'train_runtime': ...}
+
 ```
 """
 
