@@ -11,9 +11,16 @@ Heads (``head=``):
 - ``"token"``: an MLP scores every position and the scores are summed: a per-token log-ratio
   ``log p_data(y_t | ...) - log p_G(y_t | ...)``, the form of a residual energy (Deng et al. 2020,
   https://arxiv.org/abs/2004.11714; Bakhtin et al. 2021, https://jmlr.org/papers/v22/20-326.html);
-- ``"ratio"``: the logit *is* ``sum_t log p_trunk(y_t | ...) - log p_G(y_t | ...)`` (the trunk
-  keeps its LM head; the generator is a frozen copy): noise-contrastive estimation with the
-  generator as the noise distribution (Gutmann & Hyvärinen 2010), 0 at initialisation.
+- ``"ratio"`` (the default): the logit *is* ``sum_t log p_trunk(y_t | ...) - log p_G(y_t | ...)``
+  (the trunk keeps its LM head; the generator is a frozen copy): noise-contrastive estimation with
+  the generator as the noise distribution (Gutmann & Hyvärinen 2010,
+  https://proceedings.mlr.press/v9/gutmann10a.html), 0 at initialisation. As a residual energy at
+  T_E = 1 it makes ``q = p_trunk`` exactly (``Z = 1``).
+
+On the oracle task (``benchmarks/bench_discriminator.py --designs``: real side = the student's own
+4,000 training pairs, fresh student samples as fakes, early stopping on 500 validation pairs) the
+ratio head reached held-out accuracy 0.755 / AUC 0.838 against an MLE student, the others 0.58-0.63
+and a BERT from scratch stays near chance: hence the default.
 
 ``residual=True`` starts the head at 0 (logit 0, ``D = 1/2``, energy 0: the reweighted model equals
 the generator until the discriminator learns otherwise). ``generator_features=True`` feeds the
@@ -68,7 +75,7 @@ __all__ = ["Seq2SeqDiscriminator", "HEADS", "DiscriminatorTrainingResult", "trai
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("mean", "token", "ratio")
+HEADS = ("ratio", "token", "mean")
 SETTINGS_NAME = "hf_seqgan_seq2seq_discriminator.json"
 HEAD_WEIGHTS_NAME = "hf_seqgan_head.safetensors"
 REFERENCE_FOLDER = "reference"
@@ -162,7 +169,7 @@ class Seq2SeqDiscriminator(SequenceDiscriminator):
         generator: the seq2seq generator (a `PreTrainedModel`, or a `PeftModel` whose adapters are
             merged into the copy). It is copied; the original is never modified.
         tokenizer: the generator's tokenizer (texts in, vocabulary check).
-        head (`str`, defaults to `"token"`): ``"mean"``, ``"token"`` or ``"ratio"``.
+        head (`str`, defaults to `"ratio"`): ``"ratio"``, ``"token"`` or ``"mean"``.
         residual (`bool`, defaults to `True`): start the logit at 0 (the ``"ratio"`` head always does).
         generator_features (`bool`, defaults to `True`): feed the frozen generator's per-token
             log-prob, entropy and argmax gap to the ``"mean"``/``"token"`` head (costs one no-grad
@@ -176,7 +183,7 @@ class Seq2SeqDiscriminator(SequenceDiscriminator):
         seed (`int`, defaults to 0): seeds the head's initialisation.
     """
 
-    def __init__(self, generator, tokenizer, *, head: str = "token", residual: bool = True, generator_features: bool = True,
+    def __init__(self, generator, tokenizer, *, head: str = "ratio", residual: bool = True, generator_features: bool = True,
                  conditional: bool = True, dropout: Optional[float] = 0.1, head_dropout: float = 0.1, head_hidden: int = 64,
                  seed: int = 0):
         torch.nn.Module.__init__(self)  # SequenceDiscriminator.__init__ wants a sequence classifier: its interface, not its set-up
@@ -292,45 +299,43 @@ class Seq2SeqDiscriminator(SequenceDiscriminator):
         return self.encode_ids(ids, src)
 
     # ------------------------------------------------------------------ forward
-    def _run(self, model, input_ids, attention_mask, decoder_input_ids, decoder_embeds, target_mask, with_logits: bool):
-        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_attention_mask=target_mask, use_cache=False, return_dict=True)
-        if decoder_embeds is not None:
-            kwargs["decoder_inputs_embeds"] = decoder_embeds
-        else:
-            kwargs["decoder_input_ids"] = decoder_input_ids
-        if with_logits:
-            out = model(output_hidden_states=True, **kwargs)
-            return out.decoder_hidden_states[-1], out.logits
-        inner = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        dec = kwargs.pop("decoder_inputs_embeds", None)
-        states = model.get_decoder()(input_ids=kwargs.get("decoder_input_ids"), inputs_embeds=dec, attention_mask=target_mask,
-                                     encoder_hidden_states=inner, encoder_attention_mask=attention_mask, use_cache=False, return_dict=True)
-        return states.last_hidden_state, None
-
-    def _decoder_inputs(self, model, target_ids, soft_targets):
+    def _run(self, model, input_ids, attention_mask, target_ids, target_mask, soft_targets, *, with_logits: bool):
+        """Decoder states `(N, T + 1, H)` over ``[start] + target`` (state t + 1 has read token t),
+        and with ``with_logits`` the LM logits `(N, T, V)` that predict each target token."""
         start = torch.full_like(target_ids[:, :1], self.decoder_start_token_id)
-        if soft_targets is None:
-            return torch.cat([start, target_ids[:, :-1]], dim=1), None
-        start_soft = F.one_hot(start, soft_targets.shape[-1]).to(soft_targets.dtype)  # (N, 1, V)
-        return None, soft_embed(model, torch.cat([start_soft, soft_targets[:, :-1]], dim=1))
+        dec_mask = torch.cat([torch.ones_like(target_mask[:, :1]), target_mask], dim=1)  # (N, T + 1)
+        dec = dict(decoder_input_ids=torch.cat([start, target_ids], dim=1))
+        if soft_targets is not None:
+            start_soft = F.one_hot(start, soft_targets.shape[-1]).to(soft_targets.dtype)  # (N, 1, V)
+            dec = dict(decoder_inputs_embeds=soft_embed(model, torch.cat([start_soft, soft_targets], dim=1)))
+        if with_logits:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, decoder_attention_mask=dec_mask, use_cache=False,
+                        output_hidden_states=True, return_dict=True, **dec)
+            return out.decoder_hidden_states[-1], out.logits[:, :-1]
+        memory = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        states = model.get_decoder()(input_ids=dec.get("decoder_input_ids"), inputs_embeds=dec.get("decoder_inputs_embeds"), attention_mask=dec_mask,
+                                     encoder_hidden_states=memory, encoder_attention_mask=attention_mask, use_cache=False, return_dict=True)
+        return states.last_hidden_state, None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor,
                 soft_targets: Optional[torch.Tensor] = None, target_positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits `(N, 1)` of :meth:`encode_ids`'s inputs; ``soft_targets`` `(N, T, V)` replace the
-        target tokens by distributions (differentiable; one-hots give the ids' logits)."""
+        target tokens by distributions (differentiable; one-hots give the ids' logits).
+
+        The head reads, at each target position t, the decoder state that has read token t (and the
+        frozen generator's features of token t), so the last token counts too."""
         mask = target_mask.to(torch.float32)  # (N, T)
-        dec_ids, dec_embeds = self._decoder_inputs(self.model, target_ids, soft_targets)
-        states, logits = self._run(self.model, input_ids, attention_mask, dec_ids, dec_embeds, target_mask, self.head_type == "ratio")
+        states, logits = self._run(self.model, input_ids, attention_mask, target_ids, target_mask, soft_targets, with_logits=self.head_type == "ratio")
         features = None
         if self.reference is not None:
-            ref_ids, ref_embeds = self._decoder_inputs(self.reference, target_ids, soft_targets)
             with torch.set_grad_enabled(torch.is_grad_enabled() and soft_targets is not None):  # gradients reach soft inputs only
-                _, ref_logits = self._run(self.reference, input_ids, attention_mask, ref_ids, ref_embeds, target_mask, True)
+                _, ref_logits = self._run(self.reference, input_ids, attention_mask, target_ids, target_mask, soft_targets, with_logits=True)
             features = _token_features(ref_logits, target_ids, soft_targets)  # (N, T, 3)
         if self.head_type == "ratio":
             ratio = _token_features(logits, target_ids, soft_targets)[..., 0] - features[..., 0]  # (N, T)
             return ((ratio * mask).sum(-1) + self.ratio_bias)[:, None]
-        x = states.float() if features is None or not self.generator_features else torch.cat([states.float(), features], dim=-1)  # (N, T, H')
+        states = states[:, 1:].float()  # (N, T, H): position t has read y_t
+        x = torch.cat([states, features], dim=-1) if self.generator_features else states  # (N, T, H')
         if self.head_type == "mean":
             pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)  # (N, H')
             return self.head(pooled)
