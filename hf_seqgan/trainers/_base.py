@@ -32,18 +32,17 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import math
-import os
-import re
 from collections import defaultdict
 from typing import Any, Optional
 
 import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, get_scheduler
 
+from ._checkpointing import AUXILIARY_STATE_NAME, Checkpointing  # noqa: F401  (the state file's name, imported from here)
+from ._guards import NonFiniteTrainingError, TrainingGuards
+
 __all__ = ["BaseConfig", "BaseTrainer", "Auxiliary", "NonFiniteTrainingError", "apply_peft", "with_default_targets"]
 
-AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
 logger = logging.getLogger(__name__)
 # LoRA targets tried in order when peft has no default for the model family: the attention query and
 # value projections of BART-style (Marian, mBART, Pegasus, M2M100...), T5-style and BERT-style models.
@@ -84,10 +83,6 @@ def with_default_targets(model, peft_config):
     return peft_config
 
 
-class NonFiniteTrainingError(RuntimeError):
-    """Training stopped: the loss or the gradient norm was NaN or infinite for too many optimizer steps in a row."""
-
-
 @dataclasses.dataclass
 class BaseConfig(Seq2SeqTrainingArguments):
     """The fields every trainer of the library shares, on top of `Seq2SeqTrainingArguments`.
@@ -123,7 +118,7 @@ class Auxiliary:
         return getattr(self.model, "module", self.model)
 
 
-class BaseTrainer(Seq2SeqTrainer):
+class BaseTrainer(TrainingGuards, Checkpointing, Seq2SeqTrainer):
     """`Seq2SeqTrainer` with auxiliary models, metric buffers and checkpointed extra state.
 
     A trainer of the library describes itself with class attributes, read by the command line, the
@@ -192,73 +187,6 @@ class BaseTrainer(Seq2SeqTrainer):
         if self.train_dataset is not None and hasattr(self.train_dataset, "__len__") and len(self.train_dataset) == 0:
             raise ValueError(f"The train_dataset is empty (0 rows): {type(self).__name__} has nothing to train on. Check the data "
                              "files and any filtering or max_train_samples that removed every row.")
-
-    # ------------------------------------------------------------------ input checks
-    def _check_labels(self, inputs) -> None:
-        """A batch whose labels are all -100 trains on nothing (a loss of 0 or NaN, a discriminator fed
-        empty "real" texts): refuse it; warn once when only some rows have no target token."""
-        labels = inputs.get("labels") if hasattr(inputs, "get") else None
-        if not torch.is_tensor(labels) or labels.numel() == 0:
-            return
-        per_row = labels.ne(-100).any(-1) if labels.dim() > 1 else labels.ne(-100)
-        if not bool(per_row.any()):
-            raise ValueError(
-                f"Every label of this batch is -100 (ignored): the {labels.shape[0]} rows have no target token to train on. The "
-                "targets were probably truncated away or padded with -100 throughout: check the tokenized `labels` column "
-                "(max target length, the tokenizer's text_target) and the collator's label_pad_token_id.")
-        if not bool(per_row.all()) and not getattr(self, "_warned_empty_rows", False):
-            self._warned_empty_rows = True
-            logger.warning("%d of %d rows of a training batch have no target token (labels all -100): they train on empty targets. "
-                           "Drop empty targets from the dataset.", int((~per_row).sum()), per_row.numel())
-
-    # ------------------------------------------------------------------ non-finite steps
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        self._check_labels(inputs)
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not bool(torch.isfinite(loss.detach()).all()) and self._nonfinite["loss"] is None:
-            self._nonfinite["loss"] = float(loss.detach().float().mean())
-        return loss
-
-    def _get_grad_norm(self, model, grad_norm=None):
-        """The Trainer's gradient norm, then the non-finite check: a step whose loss or gradient norm
-        is NaN/inf drops its gradients (so the optimizer moves nothing) and counts towards
-        ``max_nonfinite_steps``."""
-        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        state, bad = self._nonfinite, []
-        if state["loss"] is not None:
-            bad.append(f"the loss ({state['loss']})")
-        norm = float(grad_norm) if grad_norm is not None else None
-        if norm is not None and not math.isfinite(norm):
-            bad.append(f"the gradient norm ({norm})")
-        state["loss"] = None
-        if not bad:
-            state["streak"], state["first_bad_step"] = 0, None
-            return grad_norm
-        for param in model.parameters():
-            param.grad = None  # optimizers skip parameters without a gradient: weights and moments stay as they are
-        state["total"] += 1
-        state["streak"] += 1
-        if state["first_bad_step"] is None:
-            state["first_bad_step"] = self.state.global_step
-        limit = getattr(self.args, "max_nonfinite_steps", 3)
-        what = " and ".join(bad)
-        if state["streak"] >= limit:
-            raise NonFiniteTrainingError(
-                f"Training stopped at step {self.state.global_step}: {what} went non-finite for {state['streak']} optimizer steps in a row "
-                f"(max_nonfinite_steps={limit}; each was skipped). {self._last_good_checkpoint(state['first_bad_step'])} Lower the "
-                "learning rate, check the reward functions and the data, or raise max_nonfinite_steps.")
-        logger.warning("Step %d: %s went non-finite; the update is skipped (%d in a row, the limit is %d).", self.state.global_step, what,
-                       state["streak"], limit)
-        return grad_norm
-
-    def _last_good_checkpoint(self, first_bad_step: int) -> str:
-        """The newest checkpoint saved before the weights went bad (the weights of step s are judged by the loss of step s + 1)."""
-        out = self.args.output_dir
-        steps = sorted(int(m.group(1)) for name in (os.listdir(out) if os.path.isdir(out) else [])
-                       if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and int(m.group(1)) < first_bad_step)
-        if not steps:
-            return "No checkpoint was saved before the first non-finite step."
-        return f"The last good checkpoint is {os.path.join(out, f'checkpoint-{steps[-1]}')} (resume with resume_from_checkpoint=<that folder>)."
 
     # ------------------------------------------------------------------ auxiliary models
     def add_auxiliary(
@@ -397,194 +325,3 @@ class BaseTrainer(Seq2SeqTrainer):
         super().log(logs, start_time)
         self._metrics[mode].clear()
 
-    # ------------------------------------------------------------------ saving and resuming
-    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
-        """`Trainer.train`; ``resume_from_checkpoint=True`` resumes from the newest *complete*
-        checkpoint of ``output_dir`` (a folder left half-written by a killed process is skipped with
-        a warning)."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = self._newest_complete_checkpoint()
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
-
-    def _missing_from_checkpoint(self, folder: str) -> list[str]:
-        """What a checkpoint folder lacks to be resumed from (empty: complete)."""
-        from transformers.trainer import TRAINER_STATE_NAME
-        from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
-
-        weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
-        missing = [] if os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) else [TRAINER_STATE_NAME]
-        if not any(os.path.isfile(os.path.join(folder, name)) for name in weights):
-            missing.append("the model weights")
-        if (self._auxiliaries or self._extra_state()) and not os.path.isfile(os.path.join(folder, AUXILIARY_STATE_NAME)):
-            missing.append(AUXILIARY_STATE_NAME)
-        return missing
-
-    def _newest_complete_checkpoint(self) -> str:
-        out = self.args.output_dir
-        found = sorted(((int(m.group(1)), name) for name in (os.listdir(out) if os.path.isdir(out) else [])
-                        if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(out, name))), reverse=True)
-        if not found:
-            raise ValueError(f"resume_from_checkpoint=True, but {out} holds no checkpoint-* folder. Train without resume_from_checkpoint, "
-                             "or pass the folder of a checkpoint.")
-        for _, name in found:
-            folder = os.path.join(out, name)
-            missing = self._missing_from_checkpoint(folder)
-            if not missing:
-                return folder
-            logger.warning("Skipping the incomplete checkpoint %s (it has no %s: probably a process killed while saving).", folder, ", ".join(missing))
-        raise ValueError(f"resume_from_checkpoint=True, but no checkpoint in {out} is complete (each lacks its trainer state, weights or "
-                         f"{AUXILIARY_STATE_NAME}). Start without resume_from_checkpoint.")
-
-    def _save_peft_base(self) -> None:
-        """A PEFT adapter records the Hub id or folder of its base model; a base built from a config
-        has neither, and the adapter could not be reloaded. Save that base once (the adapter leaves
-        its weights untouched) in ``output_dir/base_model`` and record that folder."""
-        model = getattr(self.model, "module", self.model)  # inside DDP, the PeftModel itself
-        if not hasattr(model, "peft_config") or not hasattr(model, "get_base_model"):
-            return
-        configs = [c for c in model.peft_config.values() if not c.base_model_name_or_path]
-        if not configs or getattr(model.get_base_model(), "name_or_path", None):
-            return
-        folder = os.path.abspath(os.path.join(self.args.output_dir, "base_model"))
-        if not os.path.isfile(os.path.join(folder, "config.json")) and self.args.should_save:
-            base = copy.deepcopy(model).base_model.unload()  # the base model without the adapter layers
-            base.save_pretrained(folder)
-            if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
-                self.processing_class.save_pretrained(folder)
-            logger.info("The generator's base model was built from a config: saved it in %s for the adapter to reload from.", folder)
-        for config in configs:
-            config.base_model_name_or_path = folder
-
-    def _extra_state(self) -> dict:
-        """State a trainer keeps beside the models (e.g. a moving-average baseline); override both."""
-        return {}
-
-    def _load_extra_state(self, state: dict) -> None:
-        pass
-
-    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
-        """Save the generator, each auxiliary model in its subfolder and their model cards; then push
-        (``push_to_hub=True`` and a call from the user), as transformers' ``save_model`` does."""
-        self._save_peft_base()
-        super().save_model(output_dir, _internal_call=True)  # the push waits for the auxiliary models and cards
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.should_save:
-            self._save_auxiliaries(output_dir)
-            self._write_model_cards(output_dir)
-        if self.args.push_to_hub and not _internal_call:
-            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
-
-    def _save_auxiliaries(self, output_dir: str) -> None:
-        for name, aux in self._auxiliaries.items():
-            folder = os.path.join(output_dir, name)
-            model = aux.unwrapped
-            if hasattr(model, "save_pretrained"):
-                model.save_pretrained(folder)
-            else:
-                os.makedirs(folder, exist_ok=True)
-                torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
-            if aux.processing_class is not None and hasattr(aux.processing_class, "save_pretrained"):
-                aux.processing_class.save_pretrained(folder)
-
-    # ------------------------------------------------------------------ model cards and the Hub
-    def _write_model_cards(self, output_dir: str) -> None:
-        """The cards of a save: a card that cannot be written (e.g. no jinja2) never stops the weights
-        from being saved; create_model_card and push_to_hub raise instead."""
-        from ..hub import write_model_cards
-
-        try:
-            write_model_cards(self, output_dir, **self._model_card_kwargs)
-        except Exception as err:
-            logger.warning("Could not write the model cards in %s (%s: %s); the weights are saved.", output_dir, type(err).__name__, err)
-
-    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None, tasks=None,
-                          dataset_tags=None, dataset=None, dataset_args=None, output_dir: Optional[str] = None) -> Optional[list[str]]:
-        """Write the model cards (``README.md``) of the generator in ``output_dir`` (default
-        ``args.output_dir``) and of each saved auxiliary model in its subfolder, filled from the run
-        (see :mod:`hf_seqgan.hub`). Arguments as in transformers' ``Trainer.create_model_card``; they are
-        remembered for the cards later saves write. Returns the paths written."""
-        if not self.is_world_process_zero():
-            return None
-        from ..hub import write_model_cards
-
-        given = dict(language=language, license=license, tags=tags, model_name=model_name, finetuned_from=finetuned_from, tasks=tasks,
-                     dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)
-        self._model_card_kwargs.update({key: value for key, value in given.items() if value is not None})
-        return write_model_cards(self, output_dir if output_dir is not None else self.args.output_dir, **self._model_card_kwargs)
-
-    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
-        """Create the generator's repo (``hub_model_id``, else the output folder's name), failing at
-        once with a clear error when offline or without a token."""
-        from ..hub import init_repo
-
-        init_repo(self, token=token, private=private)
-
-    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, token: Optional[str] = None,
-                    revision: Optional[str] = None, private: Optional[bool] = None, auxiliary_hub_model_ids: Optional[dict] = None, **kwargs):
-        """Upload the generator, its card and the auxiliary models with theirs (transformers'
-        ``Trainer.push_to_hub``). ``auxiliary_hub_model_ids`` (e.g. ``{"discriminator": "me/my-d"}``)
-        updates :attr:`auxiliary_hub_model_ids`: the models named there go to repos of their own.
-        ``kwargs`` go to :meth:`create_model_card`. Returns the generator's `CommitInfo` (a future
-        when ``blocking=False``)."""
-        from ..hub import push_trainer
-
-        if auxiliary_hub_model_ids:
-            unknown = set(auxiliary_hub_model_ids) - set(self._auxiliaries)
-            if unknown:
-                raise ValueError(f"auxiliary_hub_model_ids names {sorted(unknown)}, but this trainer's auxiliary models are {sorted(self._auxiliaries)}.")
-            self.auxiliary_hub_model_ids.update(auxiliary_hub_model_ids)
-        return push_trainer(self, commit_message=commit_message, blocking=blocking, token=token, revision=revision, private=private, card_kwargs=kwargs)
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        from ..hub import push_checkpoint
-
-        push_checkpoint(self, checkpoint_folder)
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if not self.args.should_save:
-            return
-        state = {
-            "auxiliaries": {
-                name: {
-                    "model": aux.unwrapped.state_dict(),
-                    "optimizer": aux.optimizer.state_dict(),
-                    "scheduler": aux.scheduler.state_dict() if aux.scheduler is not None else None,
-                    "steps": aux.steps,
-                }
-                for name, aux in self._auxiliaries.items()
-            },
-            "extra": self._extra_state(),
-        }
-        torch.save(state, os.path.join(output_dir, AUXILIARY_STATE_NAME))
-
-    def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, AUXILIARY_STATE_NAME)
-        if not os.path.isfile(path):
-            if self._auxiliaries or self._extra_state():
-                raise FileNotFoundError(
-                    f"{checkpoint} has no {AUXILIARY_STATE_NAME}: it was not written by this trainer, so the auxiliary "
-                    f"models ({sorted(self._auxiliaries)}) and their optimizers cannot be restored. Resume from a checkpoint "
-                    "this trainer saved, or start without resume_from_checkpoint."
-                )
-            return
-        try:  # the state holds tensors, numbers, strings, lists and dicts only: nothing in a checkpoint may run code
-            state = torch.load(path, map_location=self.args.device, weights_only=True)
-        except Exception as err:
-            raise ValueError(f"Refusing to load {path}: it holds more than tensors, numbers, strings and containers ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else ''}), so it may run code when unpickled. hf_seqgan never writes "
-                             "such a file: do not resume from a checkpoint folder you do not trust.") from None
-        missing = set(self._auxiliaries) - set(state["auxiliaries"])
-        if missing:
-            raise ValueError(f"The checkpoint {checkpoint} holds no state for the auxiliary model(s) {sorted(missing)}.")
-        for name, aux in self._auxiliaries.items():
-            saved = state["auxiliaries"][name]
-            aux.unwrapped.load_state_dict(saved["model"])
-            aux.optimizer.load_state_dict(saved["optimizer"])
-            if aux.scheduler is not None and saved["scheduler"] is not None:
-                aux.scheduler.load_state_dict(saved["scheduler"])
-            aux.steps = saved["steps"]
-        self._load_extra_state(state["extra"])
