@@ -94,14 +94,14 @@ _LAZY = {
     "OracleTask": ".oracle",
     "student_nll": ".oracle",
     "plot_training": ".plotting",
-    "model_card": ".hub",
-    "write_model_cards": ".hub",
-    "describe_schedule": ".hub",
+    "model_card": ".cards",
+    "write_model_cards": ".cards",
+    "describe_schedule": ".cards",
     "HubPushError": ".hub",
 }
 
 __all__ = [*_LAZY, "__version__"]
-_SUBMODULES = {"discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
+_SUBMODULES = {"cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
                "recipes", "registry", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
 
 
@@ -140,4 +140,5 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .evaluation import temperature_sweep, heldout_nll, text_metrics, mean_sweeps, sweep_table, plot_frontier
     from .oracle import OracleTask, student_nll
     from .plotting import plot_training
-    from .hub import model_card, write_model_cards, describe_schedule, HubPushError
+    from .cards import model_card, write_model_cards, describe_schedule
+    from .hub import HubPushError

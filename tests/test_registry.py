@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 TOY = '''
 import dataclasses
 
-from hf_seqgan.hub import Method
+from hf_seqgan.cards import Method
 from hf_seqgan.trainers import BaseConfig, BaseTrainer
 
 __all__ = ["ToyConfig", "ToyTrainer"]
@@ -116,7 +116,7 @@ LAYERS = {
     "discriminators": 1, "hidden_discriminator": 1,
     "logits_process": 2,
     "rollout": 3,
-    "scoring": 4, "rewards": 4, "evaluation": 4, "reranking": 4, "hub": 4,
+    "scoring": 4, "rewards": 4, "evaluation": 4, "reranking": 4, "hub": 4, "cards": 4,
     "oracle": 5, "seq2seq_discriminator": 5, "residual_ebm": 6,
     "trainers": 7,
     "recipes": 8, "cli": 8, "__main__": 9, "__init__": 10,

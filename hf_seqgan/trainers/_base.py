@@ -152,8 +152,8 @@ class BaseTrainer(TrainingGuards, Checkpointing, Seq2SeqTrainer):
 
     @classmethod
     def describe(cls, args):
-        """The method of this trainer for its model card (a :class:`hf_seqgan.hub.Method`)."""
-        from ..hub import Method
+        """The method of this trainer for its model card (a :class:`hf_seqgan.cards.Method`)."""
+        from ..cards import Method
 
         return Method(cls.__name__, "seq2seq", cls.summary or f"Trained with `{cls.__name__}`.", [])
 

@@ -115,7 +115,7 @@ class Checkpointing:
     def _write_model_cards(self, output_dir: str) -> None:
         """The cards of a save: a card that cannot be written (e.g. no jinja2) never stops the weights
         from being saved; create_model_card and push_to_hub raise instead."""
-        from ..hub import write_model_cards
+        from ..cards import write_model_cards
 
         try:
             write_model_cards(self, output_dir, **self._model_card_kwargs)
@@ -130,7 +130,7 @@ class Checkpointing:
         remembered for the cards later saves write. Returns the paths written."""
         if not self.is_world_process_zero():
             return None
-        from ..hub import write_model_cards
+        from ..cards import write_model_cards
 
         given = dict(language=language, license=license, tags=tags, model_name=model_name, finetuned_from=finetuned_from, tasks=tasks,
                      dataset_tags=dataset_tags, dataset=dataset, dataset_args=dataset_args)

@@ -177,7 +177,7 @@ class AdversarialTrainer(BaseTrainer):
 
     @classmethod
     def describe(cls, args):
-        from ..hub import Method
+        from ..cards import Method
 
         if getattr(args, "generator_update", "reinforce") == "gumbel":
             return Method("adversarial training (Gumbel-softmax)", "gan",

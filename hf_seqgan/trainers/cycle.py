@@ -189,7 +189,7 @@ class CycleTrainer(BaseTrainer):
 
     @classmethod
     def describe(cls, args):
-        from ..hub import Method
+        from ..cards import Method
 
         return Method("cycle training", "cycle-consistency",
                       "A forward model and a reconstructor are trained together without parallel data: the reconstructor maps the "

@@ -144,7 +144,7 @@ class GRPOTrainer(BaseTrainer):
 
     @classmethod
     def describe(cls, args):
-        from ..hub import Method
+        from ..cards import Method
 
         kl = f", a KL penalty of weight {args.beta} to the starting model" if getattr(args, "beta", 0) else ""
         return Method("GRPO", "grpo", f"Group Relative Policy Optimization: {getattr(args, 'num_generations', 8)} completions of each prompt are "

@@ -189,7 +189,7 @@ class ProfessorForcingTrainer(BaseTrainer):
 
     @classmethod
     def describe(cls, args):
-        from ..hub import Method
+        from ..cards import Method
 
         return Method("professor forcing", "professor-forcing",
                       "Professor forcing trains the decoder so that its hidden states when it runs free cannot be told apart by a "

@@ -178,7 +178,7 @@ class ScheduledSamplingTrainer(BaseTrainer):
 
     @classmethod
     def describe(cls, args):
-        from ..hub import Method
+        from ..cards import Method
 
         parallel = getattr(args, "mode", "parallel") == "parallel"
         how = ("a first teacher-forced pass predicts every position and a second pass learns on the gold inputs mixed with "
