@@ -26,7 +26,16 @@ Usage:
         --train_file $D/train.article.unpaired.txt --train_target_file $D/train.headline.unpaired.txt \\
         --validation_file $D/valid.article.txt --validation_target_file $D/valid.headline.txt
 
+    # sized for real data (tokenizer, model, lr schedule, lengths from the data; <= 30 min on 2 cores), and a held-out file
+    python examples/run_summarization.py --preset cpu --train_file $D/valid.article.txt --train_target_file $D/valid.headline.txt \
+        --do_predict --test_file my.article.txt --test_target_file my.headline.txt
+    # from a denoising-pretrained checkpoint (examples/run_pretraining.py)
+    python examples/run_summarization.py --preset cpu --model_name_or_path outputs/pretrained_en ...
+
     python examples/run_summarization.py args.json                        # all arguments from a JSON file
+
+Every evaluation also reports the share of distinct outputs and the loss with the sources shuffled
+across rows against the true sources, and warns when the model emits one output or ignores its input.
 """
 
 import logging
@@ -84,6 +93,8 @@ def main(argv=None):
     model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, texts, seed=training_args.seed, max_length=max(data_args.max_source_length, data_args.max_target_length))
     logger.info("Model: %s", model_description)
+    recipes.fit_lengths(model_args, data_args, tokenizer, articles if data_args.unsupervised else list(corpus.train[src]),
+                        headlines if data_args.unsupervised else list(corpus.train[tgt]))
 
     # 5. Preprocessing and 6. the trainer.
     validation = corpus.validation
@@ -98,30 +109,50 @@ def main(argv=None):
         trainer = recipes.build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
 
     # 7. Train, evaluate the loss, save (model, tokenizer, auxiliary models, trainer state; push with --push_to_hub).
-    metrics = recipes.train_and_save(trainer, training_args, None if data_args.unsupervised else eval_dataset)
+    metrics = recipes.train_and_save(trainer, training_args, None if data_args.unsupervised else eval_dataset,
+                                     time_budget=model_args.time_budget, skip_training=data_args.skip_training)
 
-    # 8. Evaluate: greedy summaries scored by ROUGE next to Lead-N (the loss was evaluated above).
-    samples, table = [], {}
-    if validation is not None:
-        sources, references = list(validation[src]), list(validation[tgt])
+    # 8. Evaluate: greedy summaries scored by ROUGE next to Lead-N (the loss was evaluated above), and the
+    #    collapse check (distinct outputs; the loss with shuffled against true sources).
+    direction = recipes.direction_tokens(training_args, tokenizer) if data_args.unsupervised else {}
+    rouge = load_metric("rouge")
+
+    def evaluate(sources, references, prefix):
         predictions = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length,
-            max_new_tokens=data_args.max_target_length, batch_size=training_args.per_device_eval_batch_size,
-            **(recipes.direction_tokens(training_args, tokenizer) if data_args.unsupervised else {}),
-        )
-        rouge = load_metric("rouge")
+            max_new_tokens=data_args.max_target_length, batch_size=training_args.per_device_eval_batch_size, **direction)
+        scores, table = {}, {}
         systems = {"model": predictions, f"lead{data_args.lead_words}": recipes.lead(sources, data_args.lead_words)}
-        for name, outputs in systems.items():
-            scores = rouge.compute(predictions=outputs, references=references, use_stemmer=True)
-            table[f"{name} (ROUGE F1)"] = {k: 100 * scores[k] for k in ("rouge1", "rouge2", "rougeL")}
-            metrics.update({f"{'eval' if name == 'model' else name}_{k}": v for k, v in table[f"{name} (ROUGE F1)"].items()})
+        for name, outputs in systems.items() if references is not None else ():
+            result = rouge.compute(predictions=outputs, references=references, use_stemmer=True)
+            table[f"{name} (ROUGE F1)"] = {k: 100 * result[k] for k in ("rouge1", "rouge2", "rougeL")}
+            scores.update({f"{prefix if name == 'model' else name}_{k}": v for k, v in table[f"{name} (ROUGE F1)"].items()})
+        check = recipes.check_outputs(model, tokenizer, sources, predictions, references, data_args=data_args,
+                                      batch_size=training_args.per_device_eval_batch_size, direction=direction, seed=training_args.seed)
+        recipes.add_collapse_columns(table, "model (ROUGE F1)" if references is not None else "model", check)
+        return predictions, scores, table, check
+
+    samples, table, collapse = [], {}, {}
+    if validation is not None:
+        sources, references = list(validation[src]), list(validation[tgt])
+        predictions, scores, table, collapse["model"] = evaluate(sources, references, "eval")
+        metrics.update(scores)
         samples = [{"source": s, "model": p, "reference": r}
                    for s, p, r in list(zip(sources, predictions, references))[: data_args.num_printed_samples]]
 
-    # 9. What was done, as tables; results.json and the training curves in output_dir.
+    # 9. --do_predict: any held-out file, predictions and metrics written to output_dir.
+    if training_args.do_predict and data_args.test_file:
+        test_sources, test_references = recipes.load_test(data_args, src, tgt)
+        predictions, scores, test_table, collapse["test"] = evaluate(test_sources, test_references, "test")
+        scores.update(collapse["test"].metrics("test_"))
+        recipes.write_predictions(training_args.output_dir, "test", predictions, scores)
+        metrics.update(scores)
+        table.update({f"test: {k}": v for k, v in test_table.items()})
+
+    # 10. What was done, as tables; results.json and the training curves in output_dir.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                           samples=samples, table=table, title=f"Summarization ({'unsupervised, cycle' if data_args.unsupervised else method})",
-                          plot=data_args.plot_curves)
+                          plot=data_args.plot_curves, collapse=collapse)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ Usage:
     python examples/run_translation.py --model_name_or_path path/to/mbart --x_token en_XX --y_token de_DE
     python examples/run_translation.py --shared_model false               # two models (G: en->de, R: de->en)
     python examples/run_translation.py args.json
+
+    # supervised (line-aligned pairs, maximum likelihood), sized for real data (<= 30 min on 2 cores)
+    python examples/run_translation.py --supervised --preset cpu --train_file $D/train.en --train_target_file $D/train.de \
+        --validation_file $D/valid.en --validation_target_file $D/valid.de --do_predict --test_file my.en --test_target_file my.de
+
+Every evaluation also reports the share of distinct outputs and the loss with the sources shuffled
+across rows against the true sources, and warns when the model emits one output or ignores its input.
 """
 
 import logging
@@ -33,6 +40,10 @@ from hf_seqgan.metrics import load_metric
 from hf_seqgan.synthetic import translation_pairs
 
 logger = logging.getLogger("run_translation")
+
+# --supervised: one direction learned from line-aligned pairs with maximum likelihood (Seq2SeqTrainer, exact
+# accumulation), a BART without direction tags.
+SUPERVISED_DEFAULTS = recipes.training_defaults("run_translation_supervised", tiny_family="bart")
 
 # The embedded default: one shared tiny mBART, denoising + back-translation, a quick CPU run.
 DEFAULTS = recipes.training_defaults(
@@ -48,53 +59,93 @@ class TranslationArguments(recipes.DataArguments):
     max_source_length: int = field(default=48, metadata={"help": "Tokens kept of a source sentence."})
     max_target_length: int = field(default=48, metadata={"help": "Tokens kept of a target sentence, and generated at most."})
     synthetic_train_size: int = field(default=4000, metadata={"help": "Synthetic caption pairs (half of each side is used) when no data is given."})
+    supervised: bool = field(default=False, metadata={"help": "Learn from line-aligned pairs (--train_file + --train_target_file) by maximum likelihood instead of cycle training."})
 
 
 def main(argv=None):
     # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option), 2. logging and seed.
-    model_args, data_args, training_args = recipes.parse_recipe_args(TranslationArguments, argv, DEFAULTS, method="cycle", logger_name=logger.name)
+    supervised = recipes.peek_argument(argv, "supervised", False, flag=True)
+    model_args, data_args, training_args = recipes.parse_recipe_args(
+        TranslationArguments, argv, SUPERVISED_DEFAULTS if supervised else DEFAULTS, method="mle" if supervised else "cycle", logger_name=logger.name)
 
     # 3. Data: two monolingual corpora (no pair seen) and a paired validation set.
     src, tgt = data_args.source_lang, data_args.target_lang
     corpus = recipes.load_corpus(
         data_args, training_args, source_column=src, target_column=tgt, synthetic=translation_pairs,
-        synthetic_what=f"{src} -> {tgt} captions", paired_train=False, column_flags={src: "--source_lang", tgt: "--target_lang"},
+        synthetic_what=f"{src} -> {tgt} captions", paired_train=supervised, column_flags={src: "--source_lang", tgt: "--target_lang"},
     )
-    source_texts, target_texts = corpus.unpaired(src, tgt)
-    logger.info("Monolingual training data: %d %s and %d %s sentences", len(source_texts), src, len(target_texts), tgt)
+    if supervised:
+        source_texts, target_texts = list(corpus.train[src]), list(corpus.train[tgt])
+        logger.info("Parallel training data: %d %s -> %s pairs", len(source_texts), src, tgt)
+    else:
+        source_texts, target_texts = corpus.unpaired(src, tgt)
+        logger.info("Monolingual training data: %d %s and %d %s sentences", len(source_texts), src, len(target_texts), tgt)
 
-    # 4. Model and tokenizer (the direction tokens added to a given tokenizer if it lacks them).
-    tags = [t for t in (training_args.x_token, training_args.y_token) if t]
+    # 4. Model and tokenizer (the direction tokens added to a given tokenizer if it lacks them); with --preset the
+    #    lengths come from the data.
+    tags = [] if supervised else [t for t in (training_args.x_token, training_args.y_token) if t]
     model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, source_texts + target_texts, seed=training_args.seed, special_tokens=tags,
         max_length=max(data_args.max_source_length, data_args.max_target_length))
+    recipes.fit_lengths(model_args, data_args, tokenizer, source_texts, target_texts)
 
-    # 5. The trainer: X = source language, Y = target language.
-    trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
-                                  max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
+    # 5. The trainer: pairs by maximum likelihood, or the cycle with X = source language, Y = target language.
+    eval_dataset = None
+    if supervised:
+        from datasets import Dataset
+
+        pairs = Dataset.from_dict({src: source_texts, tgt: target_texts})
+        train_dataset = recipes.tokenize_pairs(pairs, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
+        if corpus.validation is not None:
+            eval_dataset = recipes.tokenize_pairs(corpus.validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
+        trainer = recipes.build_trainer("mle", model, training_args, tokenizer, train_dataset, eval_dataset)
+        direction = {}
+    else:
+        trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
+                                              max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
+        direction = recipes.direction_tokens(training_args, tokenizer, to="y")
 
     # 6. Train and save (model, tokenizer, reconstructor/discriminator if any, trainer state).
-    metrics = recipes.train_and_save(trainer, training_args)
+    metrics = recipes.train_and_save(trainer, training_args, eval_dataset, time_budget=model_args.time_budget, skip_training=data_args.skip_training)
 
-    # 7. Evaluate: greedy translations of the validation sources, sacreBLEU next to copying the source.
-    samples, table = [], {}
-    if corpus.validation is not None:
-        sources = list(corpus.validation[src])
-        references = list(corpus.validation[tgt])
+    # 7. Evaluate: greedy translations, sacreBLEU next to copying the source, and the collapse check
+    #    (distinct outputs; the loss of the references with shuffled against true sources).
+    sacrebleu = load_metric("sacrebleu")
+
+    def evaluate(sources, references, prefix):
         translations = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
-            batch_size=training_args.per_device_eval_batch_size, **recipes.direction_tokens(training_args, tokenizer, to="y"),
-        )
-        sacrebleu = load_metric("sacrebleu")
-        for name, outputs in (("model", translations), ("copy source", sources)):
-            table[name] = {"sacreBLEU": sacrebleu.compute(predictions=outputs, references=[[r] for r in references])["score"]}
-        metrics.update(eval_bleu=table["model"]["sacreBLEU"], copy_source_bleu=table["copy source"]["sacreBLEU"])
+            batch_size=training_args.per_device_eval_batch_size, **direction)
+        scores, table = {}, {}
+        if references is not None:
+            for name, outputs in (("model", translations), ("copy source", sources)):
+                table[name] = {"sacreBLEU": sacrebleu.compute(predictions=outputs, references=[[r] for r in references])["score"]}
+            scores = {f"{prefix}_bleu": table["model"]["sacreBLEU"], f"{'copy_source' if prefix == 'eval' else prefix + '_copy_source'}_bleu": table["copy source"]["sacreBLEU"]}
+        check = recipes.check_outputs(model, tokenizer, sources, translations, references, data_args=data_args,
+                                      batch_size=training_args.per_device_eval_batch_size, direction=direction, seed=training_args.seed)
+        recipes.add_collapse_columns(table, "model", check)
+        return translations, scores, table, check
+
+    samples, table, collapse = [], {}, {}
+    if corpus.validation is not None:
+        sources, references = list(corpus.validation[src]), list(corpus.validation[tgt])
+        translations, scores, table, collapse["model"] = evaluate(sources, references, "eval")
+        metrics.update(scores)
         samples = [{src: s, "model": t, "reference": r} for s, t, r in list(zip(sources, translations, references))[: data_args.num_printed_samples]]
 
-    # 8. Tables, results.json and the training curves.
+    # 8. --do_predict: any held-out file (the direction tags applied), predictions and metrics written to output_dir.
+    if training_args.do_predict and data_args.test_file:
+        test_sources, test_references = recipes.load_test(data_args, src, tgt)
+        translations, scores, test_table, collapse["test"] = evaluate(test_sources, test_references, "test")
+        scores.update(collapse["test"].metrics("test_"))
+        recipes.write_predictions(training_args.output_dir, "test", translations, scores)
+        metrics.update(scores)
+        table.update({f"test: {k}": v for k, v in test_table.items()})
+
+    # 9. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                          samples=samples, table=table, title=f"Unsupervised translation {src} -> {tgt}",
-                          plot=data_args.plot_curves)
+                          samples=samples, table=table, title=f"{'Supervised' if supervised else 'Unsupervised'} translation {src} -> {tgt}",
+                          plot=data_args.plot_curves, collapse=collapse)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ See ``docs/recipes.md`` for the scripts themselves.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -45,7 +46,8 @@ __all__ = [
     "ModelArguments", "DataArguments", "SupervisedDataArguments", "Corpus", "TRAINERS", "SUPERVISED_TRAINERS",
     "training_defaults", "parse_args", "parse_recipe_args", "peek_argument", "setup_logging",
     "trainer_classes", "build_trainer", "read_table", "load_corpus", "load_model_and_tokenizer", "tokenize_pairs",
-    "generate_texts", "direction_tokens", "build_cycle_trainer", "train_classifier", "classify", "lead", "train_and_save", "flatten_table", "report", "SYNTHETIC_NOTE",
+    "generate_texts", "direction_tokens", "check_outputs", "add_collapse_columns", "load_test", "write_predictions", "fit_lengths",
+    "explicit_options", "PRESETS", "build_cycle_trainer", "train_classifier", "classify", "lead", "train_and_save", "flatten_table", "report", "SYNTHETIC_NOTE",
 ]
 
 SYNTHETIC_NOTE = ("NOTE: the data is SYNTHETIC (generated offline by hf_seqgan.synthetic): a toy with real structure, not a "
@@ -73,8 +75,18 @@ class ModelArguments:
     tiny_vocab_size: int = field(default=600, metadata={"help": "Vocabulary of the tokenizer trained for the tiny model."})
     tiny_d_model: int = field(default=64, metadata={"help": "Hidden size of the tiny model (feed-forward: 4x)."})
     tiny_layers: int = field(default=2, metadata={"help": "Encoder and decoder layers of the tiny model."})
+    tiny_heads: int = field(default=0, metadata={"help": "Attention heads of the tiny model (0: d_model / 16)."})
+    tiny_dropout: float = field(default=0.0, metadata={"help": "Dropout of the tiny model (residual and attention paths)."})
+    preset: Optional[str] = field(default=None, metadata={
+        "help": "Sizes for real data instead of the toy default: 'cpu' (2 cores, <= 30 min: tokenizer of up to 8k chosen from the data, "
+                "BART d_model 256 3+3 layers dropout 0.1, batch 64, lr 1e-3 with 300 warm-up steps and inverse-sqrt decay, label smoothing "
+                "0.1, a 25-minute time budget, lengths from the data's 99th percentiles) or 'gpu' (16k, d_model 512 6+6, batch 128, "
+                "lr 7e-4, 1000 warm-up, 30k steps). Options given on the command line win.", "choices": ["cpu", "gpu"]})
+    time_budget: float = field(default=0.0, metadata={"help": "Stop training after this many minutes of wall time (0: no budget)."})
 
     def __post_init__(self):
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"--preset {self.preset!r} is not one of {sorted(PRESETS)}.")
         # a model that cannot load is reported here, when the options are parsed, before any data is read
         _check_model_sources(self)
 
@@ -97,12 +109,21 @@ class DataArguments:
     synthetic_train_size: int = field(default=2000, metadata={"help": "Synthetic training items when no data is given."})
     synthetic_eval_size: int = field(default=100, metadata={"help": "Synthetic validation items when no data is given."})
     num_printed_samples: int = field(default=3, metadata={"help": "Sample outputs printed at the end."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Held-out data to predict with --do_predict (same formats; any file, not only the corpus's)."})
+    test_target_file: Optional[str] = field(default=None, metadata={"help": "References of --test_file in their own file (line-aligned); for style transfer the style-1 sentences."})
+    test_reference_file: Optional[str] = field(default=None, metadata={"help": "Human references of --test_file (line-aligned): the same as --test_target_file for pairs; human transfers for style transfer."})
+    skip_training: bool = field(default=False, metadata={"help": "Do not train: evaluate (and with --do_predict predict) the given --model_name_or_path."})
+    collapse_rows: int = field(default=256, metadata={"help": "Rows of each evaluation scored with true and shuffled sources for the collapse check."})
     plot_curves: bool = field(default=True, metadata={"help": "Draw the training curves into output_dir/training_curves.png at the end."})
 
     def __post_init__(self):
         for name in ("train_target_file", "validation_file", "validation_target_file"):
             if getattr(self, name) and not (self.train_file or self.dataset_name):
                 raise ValueError(f"--{name} was given without --train_file: give the training data too (or no data argument for the synthetic default).")
+        if (self.test_target_file or self.test_reference_file) and not self.test_file:
+            raise ValueError("--test_target_file/--test_reference_file were given without --test_file.")
+        if self.test_file and not os.path.isfile(self.test_file):
+            raise FileNotFoundError(f"--test_file {self.test_file!r} does not exist.")
         if self.dataset_name and self.train_file:
             raise ValueError("Give --dataset_name or --train_file, not both.")
         if not 0 <= self.validation_split_percentage < 100:
@@ -179,11 +200,57 @@ def setup_logging(training_args, name: str) -> None:
     set_seed(training_args.seed)
 
 
+# Sizes for real data (--preset). "cpu": the shape of the plain baseline that reached 33.8 sacreBLEU on Multi30k en->de
+# in 25 min on 2 cores (benchmarks/bench_rl_multi30k.py); tiny_vocab_size is the cap of the size chosen from the data.
+PRESETS = {
+    "cpu": dict(tiny_vocab_size=8000, tiny_d_model=256, tiny_layers=3, tiny_heads=4, tiny_dropout=0.1, per_device_train_batch_size=64,
+                per_device_eval_batch_size=128, learning_rate=1e-3, warmup_steps=300, lr_scheduler_type="inverse_sqrt", label_smoothing_factor=0.1,
+                max_steps=100000, time_budget=25.0, logging_steps=100, save_strategy="no"),
+    "gpu": dict(tiny_vocab_size=16000, tiny_d_model=512, tiny_layers=6, tiny_heads=8, tiny_dropout=0.1, per_device_train_batch_size=128,
+                per_device_eval_batch_size=256, learning_rate=7e-4, warmup_steps=1000, lr_scheduler_type="inverse_sqrt", label_smoothing_factor=0.1,
+                max_steps=30000, time_budget=0.0, logging_steps=200, save_strategy="no"),
+}
+PRESET_MAX_SOURCE, PRESET_MAX_TARGET = 256, 192
+
+
+def explicit_options(argv) -> set[str]:
+    """The option names given in ``argv`` (``--name`` or ``--name=value``) or in its one JSON file."""
+    argv = _argv(argv)
+    if _json_file(argv):
+        with open(_json_file(argv), encoding="utf-8") as f:
+            return set(json.load(f))
+    return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+
+
+def fit_lengths(model_args, data_args, tokenizer, sources: Sequence[str], targets: Sequence[str], *, extra: int = 1) -> None:
+    """With ``--preset``: ``max_source_length``/``max_target_length`` from the data, the 99th percentile of
+    the tokenized lengths (+ ``extra`` for a direction tag), unless given on the command line."""
+    if not getattr(model_args, "preset", None):
+        return
+    explicit = getattr(model_args, "explicit", set())
+    for name, texts, cap in (("max_source_length", sources, PRESET_MAX_SOURCE), ("max_target_length", targets, PRESET_MAX_TARGET)):
+        if name in explicit or not texts:
+            continue
+        sample = list(texts[:: max(1, len(texts) // 5000)])
+        lengths = sorted(len(ids) for ids in tokenizer(sample)["input_ids"])
+        value = min(cap, lengths[min(len(lengths) - 1, int(0.99 * len(lengths)))] + extra)
+        setattr(data_args, name, value)
+    logger.info("--preset %s: max_source_length %d, max_target_length %d (99th percentiles of the data)", model_args.preset,
+                data_args.max_source_length, data_args.max_target_length)
+
+
 def parse_recipe_args(data_class: type, argv, defaults: dict, *, method: str, logger_name: str) -> tuple:
     """Steps 1 and 2 of every recipe: ``(model_args, data_args, training_args)`` parsed with the
     configuration class of the trainer ``method`` (so its fields are options), then logging and seed."""
     config_class, _ = trainer_classes(method)
+    preset = peek_argument(argv, "preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset!r} is not one of {sorted(PRESETS)}.")
+        names = {f.name for f in dataclasses.fields(config_class)}
+        defaults = {**defaults, **{k: v for k, v in PRESETS[preset].items() if k in names or k.startswith("tiny_") or k == "time_budget"}}
     model_args, data_args, training_args = parse_args((ModelArguments, data_class, config_class), argv, defaults)
+    model_args.explicit = explicit_options(argv)
     setup_logging(training_args, logger_name)
     logging.getLogger(logger_name).info("Training with %s (%s)", method, config_class.__name__)
     return model_args, data_args, training_args
@@ -389,12 +456,20 @@ def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed:
             model.resize_token_embeddings(len(tokenizer))
         return model, tokenizer, name
     d = model_args.tiny_d_model
-    tokenizer = train_tokenizer(training_texts, vocab_size=model_args.tiny_vocab_size, language_codes=tuple(LANGUAGE_CODES) + tuple(special_tokens),
+    vocab = model_args.tiny_vocab_size
+    if getattr(model_args, "preset", None) and "tiny_vocab_size" not in getattr(model_args, "explicit", set()):
+        from .pretraining import choose_vocab_size
+
+        vocab = choose_vocab_size(training_texts, maximum=vocab)  # the preset's size is the cap
+    tokenizer = train_tokenizer(training_texts, vocab_size=vocab, language_codes=tuple(LANGUAGE_CODES) + tuple(special_tokens),
                                 model_max_length=max_length)
+    drop = model_args.tiny_dropout
+    dropout = dict(dropout_rate=drop) if model_args.tiny_family == "t5" else dict(dropout=drop, attention_dropout=drop)
     model = build_tiny_model(model_args.tiny_family, tokenizer, seed=seed, d_model=d, ffn=4 * d, layers=model_args.tiny_layers,
-                             heads=max(1, d // 16), max_positions=max(256, max_length + 8))
+                             heads=model_args.tiny_heads or max(1, d // 16), max_positions=max(256, max_length + 8), **dropout)
     description = (f"tiny {model_args.tiny_family} built from a config (d_model={d}, {model_args.tiny_layers} layers, "
-                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters), tokenizer trained on the training text")
+                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters), tokenizer of {len(tokenizer)} tokens trained on the training text"
+                   + (f", --preset {model_args.preset}" if getattr(model_args, "preset", None) else ""))
     return model, tokenizer, description
 
 
@@ -505,22 +580,76 @@ def classify(classifier, texts: Sequence[str], *, sources: Optional[Sequence[str
     return torch.cat(out) if out else torch.empty(0, classifier.num_labels)
 
 
+def check_outputs(model, tokenizer, sources: Sequence[str], outputs: Sequence[str], references: Optional[Sequence[str]] = None, *, data_args,
+                  batch_size: int = 64, direction: Optional[dict] = None, seed: int = 0):
+    """The collapse check of one evaluation (:func:`hf_seqgan.collapse.check_collapse`): distinct
+    outputs, and the loss of ``references`` (else of the outputs) with true against shuffled sources
+    on ``data_args.collapse_rows`` rows, with a shared model's ``direction`` tags (:func:`direction_tokens`)."""
+    from .collapse import check_collapse
+
+    return check_collapse(model, tokenizer, sources, outputs, references, max_rows=data_args.collapse_rows, seed=seed,
+                          max_source_length=data_args.max_source_length, max_target_length=data_args.max_target_length, batch_size=batch_size,
+                          **(direction or {}))
+
+
+def load_test(data_args, source_column: str, target_column: Optional[str] = None) -> tuple[list[str], Optional[list[str]]]:
+    """``(sources, references or None)`` of ``--test_file``: its ``source_column`` (a text file: its
+    lines), references from ``--test_target_file`` / ``--test_reference_file`` (line-aligned) or from
+    the file's ``target_column``."""
+    data = read_table(data_args.test_file, source_column)
+    _check_columns(data, [source_column], "test", {})
+    sources, references = list(data[source_column]), None
+    ref_file = data_args.test_target_file or data_args.test_reference_file
+    if ref_file:
+        references = list(read_table(ref_file, target_column or "text")[target_column or "text"])
+        if len(references) != len(sources):
+            raise ValueError(f"--test_file has {len(sources)} items but its references ({ref_file}) {len(references)}: they must be line-aligned.")
+    elif target_column and target_column in data.column_names:
+        references = list(data[target_column])
+    cap = data_args.max_eval_samples
+    return sources[:cap] if cap else sources, (references[:cap] if cap and references else references)
+
+
+def write_predictions(output_dir: str, split: str, predictions: Sequence[str], metrics: dict[str, float]) -> str:
+    """``{split}_predictions.txt`` (one output a line) and ``{split}_results.json`` in ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, f"{split}_predictions.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(p.replace("\n", " ") + "\n" for p in predictions))
+    with open(os.path.join(output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    logger.info("Predictions of %d %s rows written to %s", len(predictions), split, path)
+    return path
+
+
 def lead(sources: Sequence[str], words: int) -> list[str]:
     """The Lead-N baseline: the first ``words`` words of each source."""
     return [" ".join(s.split()[:words]) for s in sources]
 
 
 # ---------------------------------------------------------------------- end of a run
-def train_and_save(trainer, training_args, eval_dataset=None) -> dict[str, float]:
+def train_and_save(trainer, training_args, eval_dataset=None, *, time_budget: float = 0.0, skip_training: bool = False) -> dict[str, float]:
     """Train; evaluate the teacher-forced loss on ``eval_dataset`` if given; save the model (and the
     tokenizer, auxiliary models) and the trainer state (the curves' source); push to the hub with
-    ``--push_to_hub``. Returns ``train_loss``, ``train_runtime_s`` (and ``eval_loss``).
+    ``--push_to_hub``. Returns ``train_loss``, ``train_runtime_s``, ``train_steps`` (and ``eval_loss``).
+    ``time_budget`` (minutes) stops training early; a progress line (steps/s, ETA) is logged every
+    ``logging_steps``; ``skip_training`` only evaluates.
 
     The loss is evaluated before saving, so that nothing saving does (model cards, hub pushes) can
     touch the state `evaluate()` runs in: in transformers 5, building a second `TrainingArguments`
     resets accelerate's shared state."""
+    from .pretraining import ProgressCallback, TimeBudgetCallback
+
+    if skip_training:
+        metrics = {}
+        if eval_dataset is not None:
+            metrics["eval_loss"] = trainer.evaluate(eval_dataset)["eval_loss"]
+        return metrics
+    trainer.add_callback(ProgressCallback(time_budget))
+    if time_budget:
+        trainer.add_callback(TimeBudgetCallback(time_budget))
     result = trainer.train()
-    metrics = {"train_loss": result.training_loss, "train_runtime_s": result.metrics["train_runtime"]}
+    metrics = {"train_loss": result.training_loss, "train_runtime_s": result.metrics["train_runtime"], "train_steps": float(trainer.state.global_step)}
     if eval_dataset is not None:
         metrics["eval_loss"] = trainer.evaluate(eval_dataset)["eval_loss"]
     trainer.save_model()
@@ -550,10 +679,23 @@ def flatten_table(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{_slug(row)}_{_slug(column.replace('(', '_'))}": value for row, values in table.items() for column, value in values.items()}
 
 
+def add_collapse_columns(table: dict[str, dict[str, float]], row: str, check) -> None:
+    """Put a :class:`~hf_seqgan.collapse.CollapseReport`'s figures into ``table[row]``, next to the metric."""
+    table.setdefault(row, {})["distinct %"] = 100 * check.distinct_fraction
+    if check.loss_true is not None:
+        table[row]["loss true src"] = check.loss_true
+        table[row]["loss shuffled"] = check.loss_shuffled
+
+
 def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str, output_dir: str, samples: Sequence[dict] = (),
-           table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results", plot: bool = True) -> dict[str, float]:
+           table: Optional[dict[str, dict[str, float]]] = None, title: str = "Results", plot: bool = True, collapse: Optional[dict] = None) -> dict[str, float]:
     """The last step of every recipe: sample outputs, what was run, a table comparing systems
-    (``table``: row -> column -> value), every metric, ``results.json`` and the training curves."""
+    (``table``: row -> column -> value), the collapse checks (``collapse``: name ->
+    :class:`~hf_seqgan.collapse.CollapseReport`, their figures added to the metrics), every metric,
+    ``results.json`` and the training curves; the collapse warnings are printed again last."""
+    collapse = dict(collapse or {})
+    for name, check in collapse.items():
+        metrics.update(check.metrics(f"{_slug(name)}_" if name != "model" else "eval_"))
     for key, value in metrics.items():
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"Metric {key} is {value!r}, not a finite number: the run went wrong (check the data and the learning rate).")
@@ -572,6 +714,8 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
     print(f"Saved:  {os.path.abspath(output_dir)}")
     if table:
         print("\n" + "\n".join(_format_table(table)))
+    for name, check in collapse.items():
+        print("\n" + "\n".join(check.lines(name)))
     print()
     width = max([len(key) for key in metrics] + [6]) + 2
     print(f"{'metric':<{width}}{'value':>14}")
@@ -584,5 +728,9 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
         from .plotting import plot_training
 
         print(f"Curves: {plot_training(output_dir)}")
+    warnings = [f"[{name}] {w}" for name, check in collapse.items() for w in check.warnings]
+    if warnings:  # said again last, where a reader of the run looks
+        hint = next(check.hint for check in collapse.values() if check.hint)
+        print("\n" + "\n".join(warnings + [hint]))
     return metrics
 
