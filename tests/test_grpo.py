@@ -142,7 +142,7 @@ def _per_prompt_sampler(sample, pad):
     completions for a prompt in any batch."""
     from hf_seqgan.rollout import Rollout
 
-    def fixed(ids, mask, **kw):
+    def fixed(ids, mask, encoded=None, **kw):
         parts = []
         for row, row_mask in zip(ids, mask):
             real = row[row_mask.bool()][None]

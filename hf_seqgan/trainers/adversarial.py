@@ -40,6 +40,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
+from transformers.modeling_outputs import BaseModelOutput
 
 from ..discriminators import SequenceDiscriminator, build_default_discriminator
 from ..rewards import (
@@ -321,10 +322,12 @@ class AdversarialTrainer(BaseTrainer):
         src = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         accumulation = self.accumulation_steps
         max_new = args.max_new_tokens or labels.shape[1]
-        with torch.no_grad():
-            encoded = self.engine.encode(**src)
         sampling = dict(do_sample=args.do_sample, temperature=args.sampling_temperature, top_k=args.top_k or None, top_p=args.top_p)
         pretraining = self.discriminator is not None and step < args.discriminator_pretrain_steps
+        # the encoder runs once per source: in the graph when the REINFORCE forward needs it, detached for the decodes
+        with torch.set_grad_enabled(args.generator_update == "reinforce" and not pretraining and torch.is_grad_enabled()):
+            source_states = self.engine.encode(**src)
+        encoded = Encoded(source_states.last_hidden_state.detach(), source_states.attention_mask)
         total = torch.zeros((), device=src["input_ids"].device, requires_grad=True)
         if args.generator_update == "gumbel":
             fakes, adv_loss, logits, seq_mask = self._gumbel_loss(src, labels, max_new)
@@ -334,7 +337,7 @@ class AdversarialTrainer(BaseTrainer):
         if not pretraining:
             mle_w, adv_w = float(self.mle_weight(step)), float(self.adversarial_weight(step))
             if args.generator_update == "reinforce":
-                adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, fakes, labels, sampling, mle_w > 0, max_new)
+                adv_loss, logits, mle_logits = self._reinforce_loss(model, src, encoded, source_states, fakes, labels, sampling, mle_w > 0, max_new)
             else:
                 with self._unsynced(model, always=True):
                     mle_logits = model(**src, labels=labels).logits if mle_w > 0 else None
@@ -355,9 +358,10 @@ class AdversarialTrainer(BaseTrainer):
         self.record(output_length=fakes.attention_mask.sum(-1).float().mean())
         return total
 
-    def _reinforce_loss(self, model, src, encoded: Encoded, fakes, labels, sampling, with_mle: bool, max_new: int):
-        """REINFORCE: one forward of the (possibly DDP-wrapped) generator over the sampled rows, plus
-        the gold rows when the MLE term is on."""
+    def _reinforce_loss(self, model, src, encoded: Encoded, source_states: Encoded, fakes, labels, sampling, with_mle: bool, max_new: int):
+        """REINFORCE: one decoder forward of the (possibly DDP-wrapped) generator over the sampled rows,
+        plus the gold rows when the MLE term is on, on the step's one encoder pass (``source_states``,
+        in the graph)."""
         rewards, valid = self._rewards(src, encoded, fakes, labels, sampling)  # (R,) or (R, T); (R,)
         baseline, valid = self._baseline(src, encoded, fakes, labels, rewards, valid)
         advantage = (rewards - baseline).detach()
@@ -369,7 +373,8 @@ class AdversarialTrainer(BaseTrainer):
             width = max(steps, gold_dec.shape[1])
             dec = [F.pad(d, (0, width - d.shape[1]), value=self.engine.pad_token_id) for d in (dec[0], gold_dec)]
         index = torch.cat([fakes.source_index, torch.arange(labels.shape[0], device=labels.device)]) if with_mle else fakes.source_index
-        out = model(input_ids=src["input_ids"][index], attention_mask=src["attention_mask"][index], decoder_input_ids=torch.cat(dec), use_cache=False)
+        states = BaseModelOutput(last_hidden_state=source_states.last_hidden_state.index_select(0, index))  # (R [+ B], S, H)
+        out = model(encoder_outputs=states, attention_mask=src["attention_mask"][index], decoder_input_ids=torch.cat(dec), use_cache=False)
         logits = out.logits[:rows, :steps]  # (R, T, V)
         # the log-probs of the distribution the samples were drawn from (temperature, top-k/top-p, processors)
         logp = sampled_logprobs(self.engine, logits, fakes.sequences, fakes.attention_mask, max_new_tokens=max_new,

@@ -29,9 +29,9 @@ import logging
 from typing import Optional
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
-
-from ..rollout import RolloutEngine, first_eos_mask
+from ..rollout import Encoded, RolloutEngine, first_eos_mask
 from ._base import BaseConfig, BaseTrainer
 from ._policy import LOSS_TYPES, SCALE_REWARDS, disable_dropout, group_advantages, policy_loss, sampled_logprobs
 from ._rewards import RewardFunctions
@@ -213,12 +213,14 @@ class GRPOTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ generation and rewards
     @torch.no_grad()
-    def _generate(self, inputs: dict) -> dict:
+    def _generate(self, inputs: dict, encoded: Optional[Encoded] = None) -> dict:
+        """Decode, score and take the advantages of one micro-batch's completions (``encoded``: the
+        prompts' encoder states when the caller has them)."""
         args, G = self.args, self.args.num_generations
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
                         max_new_tokens=args.max_completion_length)
-        fakes = self.engine.sample(ids, mask, num_samples=G, **sampling)
+        fakes = self.engine.sample(ids, mask, encoded=encoded, num_samples=G, **sampling)
         seqs, seq_mask = fakes.sequences, fakes.attention_mask
         completions = self.processing_class.batch_decode(seqs.masked_fill(seq_mask == 0, self.engine.pad_token_id), skip_special_tokens=True)
         completion_ids = [row[: int(n)].tolist() for row, n in zip(seqs, seq_mask.sum(-1))]
@@ -227,11 +229,10 @@ class GRPOTrainer(BaseTrainer):
         rewards, per_func, valid = self.rewards(prompts, completions, completion_ids, columns, trainer_state=self.state)
         advantages = group_advantages(rewards, G, args.scale_rewards) * valid
         batch = {"input_ids": ids, "attention_mask": mask, "fakes": fakes, "advantages": advantages, "sampling": sampling}
-        index = fakes.source_index
         if args.num_iterations > 1:
-            batch["old_logp"] = self._logprobs(self.model, ids[index], mask[index], fakes, sampling)
+            batch["old_logp"] = self._logprobs(self.model, ids, mask, fakes, sampling, encoded)
         if args.beta > 0:
-            batch["ref_logp"] = self._reference_logprobs(ids[index], mask[index], fakes, sampling)
+            batch["ref_logp"] = self._reference_logprobs(ids, mask, fakes, sampling)
         grouped = rewards.view(-1, G)
         mode = "train" if self.model.training else "eval"
         self.record(reward=rewards[valid].mean() if valid.any() else None, reward_std=grouped.std(-1).mean() if G > 1 else 0.0,
@@ -246,8 +247,13 @@ class GRPOTrainer(BaseTrainer):
                                     **{name: float(col[i]) for name, col in per_func.items()}, "advantage": float(advantages[i])})
         return batch
 
-    def _logprobs(self, model, ids, mask, fakes, sampling) -> torch.Tensor:
-        logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits
+    def _logprobs(self, model, ids, mask, fakes, sampling, states: Optional[Encoded] = None) -> torch.Tensor:
+        """`(R, T)` log-probs of the completions under the sampled distribution of ``model``, from the
+        prompts ``ids`` `(P, S)` (or their encoder ``states``, reused: the encoder then does not run again)."""
+        index = fakes.source_index
+        source = ({"encoder_outputs": BaseModelOutput(last_hidden_state=states.last_hidden_state.index_select(0, index))} if states is not None
+                  else {"input_ids": ids.index_select(0, index)})
+        logits = model(**source, attention_mask=mask.index_select(0, index), decoder_input_ids=fakes.decoder_input_ids, use_cache=False).logits
         return sampled_logprobs(self.engine, logits, fakes.sequences, fakes.attention_mask, **sampling)
 
     @torch.no_grad()
@@ -257,25 +263,27 @@ class GRPOTrainer(BaseTrainer):
         with self.model.disable_adapter():
             return self._logprobs(self.model, ids, mask, fakes, sampling)
 
-    def _batch(self, inputs: dict) -> dict:
+    def _batch(self, inputs: dict) -> tuple[dict, Optional[Encoded]]:
         """This micro-batch's completions: decoded now on the first of ``num_iterations`` passes over
-        a batch of prompts, taken from the buffer on the later ones."""
+        a batch of prompts (then also the prompts' encoder states, in the graph: the encoder runs once
+        for the decode and the loss), taken from the buffer on the later ones."""
         accumulation = self.args.gradient_accumulation_steps
         position = self._micro_step % (accumulation * self.args.num_iterations)
         slot = position % accumulation
         self._micro_step += 1
         if position < accumulation or slot not in self._buffer:
-            self._buffer[slot] = self._generate(inputs)
-        return self._buffer[slot]
+            states = self.engine.encode(inputs["input_ids"], inputs["attention_mask"])  # (P, S, H), in the graph
+            self._buffer[slot] = self._generate(inputs, Encoded(states.last_hidden_state.detach(), states.attention_mask))
+            return self._buffer[slot], states
+        return self._buffer[slot], None
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
             raise ValueError("GRPOTrainer computes no model outputs (return_outputs=True).")
-        batch = self._batch(inputs) if model.training else self._generate(inputs)
+        batch, states = self._batch(inputs) if model.training else (self._generate(inputs), None)
         args, fakes = self.args, batch["fakes"]
-        index = fakes.source_index
-        logp = self._logprobs(model, batch["input_ids"][index], batch["attention_mask"][index], fakes, batch["sampling"])
+        logp = self._logprobs(model, batch["input_ids"], batch["attention_mask"], fakes, batch["sampling"], states)
         loss, stats = policy_loss(logp, batch["advantages"], fakes.attention_mask, old_logp=batch.get("old_logp"), ref_logp=batch.get("ref_logp"),
                                   beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
                                   max_completion_length=args.max_completion_length)
