@@ -64,7 +64,7 @@ from transformers import (
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from .sampling import gumbel_max_sample, gumbel_softmax, soft_embed, unwrap_model
+from .sampling import categorical_sample, gumbel_softmax, soft_embed, unwrap_model
 
 __all__ = ["Rollout", "Encoded", "RolloutEngine", "check_seq2seq_model", "gradient_checkpointing_on", "token_logprobs", "first_eos_mask"]
 
@@ -359,7 +359,7 @@ class RolloutEngine:
         steps: int,
         processors: LogitsProcessorList,
         min_new_tokens: int = 0,
-        choose: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]],
+        choose: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]],
         source_index: torch.Tensor,
         forced: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         differentiable: bool = False,
@@ -370,8 +370,9 @@ class RolloutEngine:
     ) -> Rollout:
         """One cached decode of ``enc.batch_size`` rows for at most ``steps`` tokens.
 
-        ``choose(scores) -> (tokens, soft)`` picks the next token from the processed scores (and,
-        in the differentiable mode, the distribution fed back). ``forced = (tokens, mask)``, both
+        ``choose(scores) -> (tokens, soft, lse)`` picks the next token from the processed scores (and,
+        in the differentiable mode, the distribution fed back; when sampling, the scores'
+        log-normaliser, so that no second log-sum-exp is needed). ``forced = (tokens, mask)``, both
         `(R, W)`, overrides the choice with ``tokens[:, t]`` where ``mask[:, t]`` is true.
         """
         self._check_cache_usable()
@@ -396,18 +397,20 @@ class RolloutEngine:
             scores = logits
             if t < min_new_tokens and eos.numel():
                 scores = scores.index_fill(-1, eos, float("-inf"))  # EOS blocked before min_new_tokens, as generate() does first
+            processed_here = bool(processors) or (t < min_new_tokens and bool(eos.numel()))
             scores = processors(history[:, : t + 1], scores) if processors else scores
-            tokens, soft = choose(scores)
+            tokens, soft, scores_lse = choose(scores)
             if forced is not None and t < forced[0].shape[1]:
                 tokens = torch.where(forced[1][:, t], forced[0][:, t], tokens)
             tokens = torch.where(unfinished, tokens, self.pad_token_id)  # (R,)
             masks.append(unfinished.long())
             # log p(token) = logit - logsumexp(logits): no full-vocabulary log_softmax per step
             raw = logits.float()
-            token_logps.append((raw.gather(-1, tokens[:, None]).squeeze(-1) - raw.logsumexp(-1)) * unfinished)
+            raw_lse = scores_lse if scores_lse is not None and not processed_here else raw.logsumexp(-1)  # one log-sum-exp when nothing processed the logits
+            token_logps.append((raw.gather(-1, tokens[:, None]).squeeze(-1) - raw_lse) * unfinished)
             if sample_logprobs:
                 processed = scores.float()
-                slogp = processed.gather(-1, tokens[:, None]).squeeze(-1) - processed.logsumexp(-1)
+                slogp = processed.gather(-1, tokens[:, None]).squeeze(-1) - (scores_lse if scores_lse is not None else processed.logsumexp(-1))
                 sampled_logps.append(torch.where(unfinished, slogp, torch.zeros_like(slogp)))
             if output_logits:
                 logits_out.append(logits)
@@ -425,8 +428,9 @@ class RolloutEngine:
                 step_input = {"decoder_input_ids": tokens[:, None]}
             if eos.numel():
                 unfinished = unfinished & ~torch.isin(tokens, eos)
-            if not bool(unfinished.any()):
-                break
+                # the one host sync of a step: skipped while EOS is blocked (no row can end unless a forced token is EOS)
+                if (t + 1 >= min_new_tokens or forced is not None) and not bool(unfinished.any()):
+                    break
         n = len(masks)
         return Rollout(
             sequences=history[:, 1 : n + 1].clone(),
@@ -459,8 +463,9 @@ class RolloutEngine:
 
         def choose(scores):
             if not do_sample:
-                return scores.argmax(dim=-1), None
-            return gumbel_max_sample(scores, generator=generator), None  # exact sampling from softmax(scores)
+                return scores.argmax(dim=-1), None, None
+            tokens, lse = categorical_sample(scores, generator=generator)  # exact sampling from softmax(scores), with its log-normaliser
+            return tokens, None, lse
 
         return warpers, choose
 
@@ -588,7 +593,7 @@ class RolloutEngine:
 
         def choose(scores):
             soft = gumbel_softmax(scores, float(tau), hard=hard, noise=noise, generator=generator)  # (R, V)
-            return soft.argmax(dim=-1), soft
+            return soft.argmax(dim=-1), soft, None
 
         return self._decode(
             enc, steps=steps, processors=self._processors(steps, logits_processor, []), min_new_tokens=min_new_tokens, choose=choose,

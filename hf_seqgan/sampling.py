@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["gumbel_noise", "gumbel_max_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding", "frozen_parameters", "frozen_call"]
+__all__ = ["gumbel_noise", "gumbel_max_sample", "categorical_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding", "frozen_parameters", "frozen_call"]
 
 
 def gumbel_noise(shape, *, generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -38,6 +38,24 @@ def gumbel_max_sample(logits: torch.Tensor, *, generator: Optional[torch.Generat
     """Exact samples from ``softmax(logits)`` over the last dimension (Gumbel-max trick)."""
     g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
     return (logits.float() + g).argmax(dim=-1)
+
+
+def categorical_sample(scores: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact samples from ``softmax(scores)`` over the last dimension `(R, V)` in one pass:
+    ``exp(scores - max)`` once, its running sum, one uniform draw per row, and the inverse of the
+    cumulative distribution. Returns ``(tokens (R,), logsumexp (R,))``: the log-normaliser comes
+    from the same pass, so a caller needs no second log-sum-exp for the sampled log-probs.
+
+    Against the Gumbel-max trick (:func:`gumbel_max_sample`: V uniforms, two logarithms each, a
+    maximum) this draws one uniform a row and takes one exponential per entry; a token of zero
+    probability (a ``-inf`` score) is never drawn."""
+    x = scores.float()
+    top = x.max(dim=-1, keepdim=True).values  # (R, 1)
+    cdf = torch.exp(x - top).cumsum(dim=-1)  # (R, V)
+    total = cdf[..., -1:]  # (R, 1)
+    u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype) * total  # in [0, total)
+    tokens = torch.searchsorted(cdf, u, right=True).clamp_max(x.shape[-1] - 1).squeeze(-1)  # first index with cdf > u
+    return tokens, (top + total.log()).squeeze(-1)
 
 
 def gumbel_softmax(

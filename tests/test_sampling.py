@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from hf_seqgan.sampling import gumbel_max_sample, gumbel_noise, gumbel_softmax, soft_embed
+from hf_seqgan.sampling import categorical_sample, gumbel_max_sample, gumbel_noise, gumbel_softmax, soft_embed
 from tests.conftest import FAMILIES
 
 
@@ -36,6 +36,29 @@ def test_gumbel_max_matches_softmax_sampling():
     # and a wrong distribution is rejected by the same test (the test has power)
     wrong = torch.softmax(logits.double() / 1.3, -1).numpy() * n
     assert stats.chisquare(observed, wrong).pvalue < 1e-6
+
+
+def test_one_pass_sampler_matches_softmax_sampling_and_its_normaliser():
+    """categorical_sample draws exactly from softmax(scores) (chi-square over 40,000 draws of each of
+    3 rows), never a -inf token, and returns the scores' log-sum-exp; seeded draws repeat."""
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 12, generator=g) * 2
+    scores[1, 4] = float("-inf")
+    scores[2, :6] = float("-inf")
+    draws = 40_000
+    rows = scores.repeat_interleave(draws, 0)  # (3 * N, V)
+    tokens, lse = categorical_sample(rows, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(lse, torch.logsumexp(rows, -1))
+    probs = torch.softmax(scores, -1)
+    for r in range(3):
+        counts = torch.bincount(tokens[r * draws:(r + 1) * draws], minlength=12).double()
+        assert counts[probs[r] == 0].sum() == 0
+        live = probs[r] > 0
+        expected = probs[r][live].double()
+        result = stats.chisquare(counts[live].numpy(), (expected / expected.sum() * draws).numpy())
+        assert result.pvalue > 1e-3, (r, result)
+    again, _ = categorical_sample(rows[:100], generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again, tokens[:100])
 
 
 def test_gumbel_softmax_soft_and_straight_through():
