@@ -89,6 +89,7 @@ def main(argv=None):
     model, tokenizer, model_description = recipes.load_model_and_tokenizer(
         model_args, list(corpus.train[src]) + list(corpus.train[tgt]), seed=training_args.seed,
         max_length=max(data_args.max_source_length, data_args.max_target_length))
+    recipes.fit_lengths(model_args, data_args, tokenizer, list(corpus.train[src]), list(corpus.train[tgt]))
 
     # 5. Preprocessing and the trainer.
     lengths = (data_args.max_source_length, data_args.max_target_length)
@@ -99,7 +100,7 @@ def main(argv=None):
     # 6. Train, evaluate the loss, save.
     if eval_dataset is None:
         raise ValueError("Story evaluation needs validation prompts: give --validation_file or a --validation_split_percentage > 0.")
-    metrics = recipes.train_and_save(trainer, training_args, eval_dataset)
+    metrics = recipes.train_and_save(trainer, training_args, eval_dataset, time_budget=model_args.time_budget, skip_training=data_args.skip_training)
 
     # 7. Decode every validation prompt k times with each decoding.
     prompts, k = list(corpus.validation[src]), data_args.stories_per_prompt
@@ -142,13 +143,18 @@ def main(argv=None):
         if judge is not None:
             table[name]["p(real)"] = recipes.classify(judge, outputs, sources=[p for p in prompts for _ in range(k)])[:, 1].exp().mean().item()
     metrics.update(recipes.flatten_table(table))
+    # the collapse check on greedy decoding (one story per prompt): distinct stories, and the loss of the real
+    # stories with the prompts shuffled across rows against their own prompts
+    collapse = {"model": recipes.check_outputs(model, tokenizer, prompts, stories["greedy"][::k], list(corpus.validation[tgt]), data_args=data_args,
+                                               batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed)}
+    recipes.add_collapse_columns(table, "greedy", collapse["model"])
     samples = [{"prompt": prompts[i], **{name: outputs[i * k] for name, outputs in stories.items()}}
                for i in range(min(data_args.num_printed_samples, len(prompts)))]
 
     # 10. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                           samples=samples, table=table, title=f"Story generation ({method}; {k} stories per prompt)",
-                          plot=data_args.plot_curves)
+                          plot=data_args.plot_curves, collapse=collapse)
 
 
 if __name__ == "__main__":

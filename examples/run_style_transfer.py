@@ -29,6 +29,12 @@ Usage:
     python examples/run_style_transfer.py --train_file reviews.json --text_column text --label_column label
     python examples/run_style_transfer.py --shared_model false --adversarial_weight 0
     python examples/run_style_transfer.py args.json
+    # a held-out file: --test_file (style 0 -> 1), --test_target_file (style 1 -> 0), --test_reference_file (human transfers of --test_file)
+    python examples/run_style_transfer.py ... --do_predict --test_file $D/valid.0 --test_target_file $D/valid.1
+
+Every evaluation also reports the share of distinct outputs and the loss of the model's outputs
+with the sources shuffled across rows against the true sources, and warns when the model emits one
+output or ignores its input.
 """
 
 import logging
@@ -93,6 +99,7 @@ def main(argv=None):
     tags = [t for t in (training_args.x_token, training_args.y_token) if t]
     model, tokenizer, model_description = recipes.load_model_and_tokenizer(model_args, x_train + y_train, seed=training_args.seed, special_tokens=tags,
                                                                    max_length=max(data_args.max_source_length, data_args.max_target_length))
+    recipes.fit_lengths(model_args, data_args, tokenizer, x_train + y_train, x_train + y_train)
 
     # 5. The evaluation classifier: a tiny BERT on the two training corpora.
     classifier = build_default_discriminator(tokenizer, conditional=False, seed=training_args.seed, max_length=data_args.max_source_length + 8)
@@ -106,39 +113,68 @@ def main(argv=None):
     # 6. Cycle training: X = style 0, Y = style 1.
     trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, x_train, y_train,
                                   max_x_length=data_args.max_source_length, max_y_length=data_args.max_source_length)
-    metrics.update(recipes.train_and_save(trainer, training_args))
+    metrics.update(recipes.train_and_save(trainer, training_args, time_budget=model_args.time_budget, skip_training=data_args.skip_training))
 
     # 7. Transfer each validation sentence into the other style (G: 0 -> 1; the shared model with
     #    the other tag, or the reconstructor R: 1 -> 0).
     decode = dict(max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
                   batch_size=training_args.per_device_eval_batch_size)
     backward = trainer.auxiliary("reconstructor").unwrapped if trainer.reconstructor is not None else model
-    outputs = {
-        1: recipes.generate_texts(model, tokenizer, x_valid, **decode, **recipes.direction_tokens(training_args, tokenizer, to="y")),
-        0: recipes.generate_texts(backward, tokenizer, y_valid, **decode, **recipes.direction_tokens(training_args, tokenizer, to="x")),
-    }
-
-    # 8. Accuracy under the classifier, BLEU to the source (and to references), fluency under D.
+    models = {1: (model, recipes.direction_tokens(training_args, tokenizer, to="y")), 0: (backward, recipes.direction_tokens(training_args, tokenizer, to="x"))}
     sacrebleu = load_metric("sacrebleu")
-    table = {}
-    for target, sources in ((1, x_valid), (0, y_valid)):
-        refs = references(corpus.validation, data_args, 1 - target)
-        for system, texts in (("model", outputs[target]), ("copy source", sources)):
-            row = {"accuracy": 100 * (recipes.classify(classifier, texts).argmax(-1) == target).float().mean().item(),
-                   "BLEU-source": sacrebleu.compute(predictions=texts, references=[[s] for s in sources])["score"]}
-            if refs is not None:
-                row["BLEU-ref"] = sacrebleu.compute(predictions=texts, references=[[r] for r in refs])["score"]
-            if trainer.discriminator is not None and target == 1:
-                row["fluency p_D"] = recipes.classify(trainer.discriminator, texts)[:, trainer.discriminator.label_index("real")].exp().mean().item()
-            table[f"{system} {names[1 - target]} to {names[target]}"] = row
+
+    # 8. Accuracy under the classifier, BLEU to the source (and to references), fluency under D, and the
+    #    collapse check of each direction (distinct outputs; the loss of its outputs with shuffled against true sources).
+    def evaluate(splits, refs_of, where=""):
+        outputs, table, collapse = {}, {}, {}
+        for target, sources in splits:
+            if not sources:
+                continue
+            generator, direction = models[target]
+            outputs[target] = recipes.generate_texts(generator, tokenizer, sources, **decode, **direction)
+            refs = refs_of(target)
+            for system, texts in (("model", outputs[target]), ("copy source", sources)):
+                row = {"accuracy": 100 * (recipes.classify(classifier, texts).argmax(-1) == target).float().mean().item(),
+                       "BLEU-source": sacrebleu.compute(predictions=texts, references=[[s] for s in sources])["score"]}
+                if refs is not None:
+                    row["BLEU-ref"] = sacrebleu.compute(predictions=texts, references=[[r] for r in refs])["score"]
+                if trainer.discriminator is not None and target == 1:
+                    row["fluency p_D"] = recipes.classify(trainer.discriminator, texts)[:, trainer.discriminator.label_index("real")].exp().mean().item()
+                table[f"{where}{system} {names[1 - target]} to {names[target]}"] = row
+            name = f"{where}model {names[1 - target]} to {names[target]}"
+            collapse[name] = recipes.check_outputs(generator, tokenizer, sources, outputs[target], data_args=data_args,
+                                                   batch_size=training_args.per_device_eval_batch_size, direction=direction, seed=training_args.seed)
+            recipes.add_collapse_columns(table, name, collapse[name])
+        return outputs, table, collapse
+
+    outputs, table, collapse = evaluate(((1, x_valid), (0, y_valid)), lambda target: references(corpus.validation, data_args, 1 - target))
     metrics.update(recipes.flatten_table(table))
     samples = [{names[0]: s, f"-> {names[1]}": o} for s, o in list(zip(x_valid, outputs[1]))[: data_args.num_printed_samples]]
     samples += [{names[1]: s, f"-> {names[0]}": o} for s, o in list(zip(y_valid, outputs[0]))[: data_args.num_printed_samples]]
 
-    # 9. Tables, results.json and the training curves.
+    # 9. --do_predict: --test_file (style 0 -> 1) and --test_target_file (style 1 -> 0), the style tags applied;
+    #    human transfers of --test_file from --test_reference_file. Predictions and metrics in output_dir.
+    if training_args.do_predict and data_args.test_file:
+        x_test = list(recipes.read_table(data_args.test_file, col)[col])[: data_args.max_eval_samples]
+        y_test = list(recipes.read_table(data_args.test_target_file, col)[col])[: data_args.max_eval_samples] if data_args.test_target_file else []
+        human = list(recipes.read_table(data_args.test_reference_file, col)[col])[: data_args.max_eval_samples] if data_args.test_reference_file else None
+        if human is not None and len(human) != len(x_test):
+            raise ValueError(f"--test_reference_file has {len(human)} lines but --test_file {len(x_test)}: they must be line-aligned.")
+        test_outputs, test_table, test_collapse = evaluate(((1, x_test), (0, y_test)), lambda target: human if target == 1 else None, where="test: ")
+        scores = recipes.flatten_table(test_table)
+        for name, check in test_collapse.items():
+            scores.update(check.metrics(f"{recipes._slug(name)}_"))
+        recipes.write_predictions(training_args.output_dir, "test", test_outputs[1], scores)
+        if 0 in test_outputs:
+            recipes.write_predictions(training_args.output_dir, "test_target", test_outputs[0], scores)
+        metrics.update(scores)
+        table.update(test_table)
+        collapse.update(test_collapse)
+
+    # 10. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
                           samples=samples, table=table, title=f"Style transfer {names[0]} <-> {names[1]}",
-                          plot=data_args.plot_curves)
+                          plot=data_args.plot_curves, collapse=collapse)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ Examples:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Iterable, Optional, Sequence
@@ -111,7 +110,7 @@ def infill_spans(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, mask_
     covered_until = torch.cummax(torch.where(begin, index + length, torch.zeros_like(index)), dim=1).values  # (B, W + 1)
     in_span = covered_until > index  # word w lies in a span
     before = torch.cat([torch.zeros_like(covered_until[:, :1]), covered_until[:, :-1]], 1)
-    span_id = torch.cummax(torch.where(begin & (before <= index), index, torch.zeros_like(index)), dim=1).values  # the span's first word
+    span_id = torch.cummax(torch.where(begin & (before < index), index, torch.zeros_like(index)), dim=1).values  # the span's first word
     in_tok = in_span.gather(1, word) & content  # (B, T)
     span_tok = torch.where(in_tok, span_id.gather(1, word), torch.full_like(word, -1))
     previous = torch.cat([torch.full_like(span_tok[:, :1], -1), span_tok[:, :-1]], 1)
