@@ -1,3 +1,4 @@
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -142,6 +143,53 @@ def test_discriminator_learns_against_an_untrained_generator(make_model, tokeniz
     assert acc > 0.9, history[-5:]
     # during discriminator pre-training the generator does not move
     assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+
+
+def _separable_generator(make_model, tokenizer, train_set):
+    """An untrained BART whose outputs are provably unlike every real row (one token no label holds)."""
+    model = make_model("bart", warm=False)
+    in_labels = {t for row in train_set["labels"] for t in row}
+    never = min(t for t in range(len(tokenizer)) if t not in in_labels and t not in tokenizer.all_special_ids)
+    model.final_logits_bias[0, never] = 30.0
+    return model
+
+
+def test_pretraining_stops_at_a_target_heldout_accuracy(make_model, tokenizer, train_set, tmp_path):
+    model = _separable_generator(make_model, tokenizer, train_set)
+    args = _config(tmp_path, max_steps=40, discriminator_pretrain_steps=40, discriminator_pretrain_target_accuracy=0.9,
+                   discriminator_learning_rate=2e-3)
+    trainer = AdversarialTrainer(model, args=args, train_dataset=train_set, processing_class=tokenizer)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "d_heldout_acc" in h]
+    assert all(0.0 <= h["d_heldout_auc"] <= 1.0 for h in logs)
+    first_generator_step = next(i for i, h in enumerate(logs) if "mle_weight" in h)  # the generator learns from here on
+    assert 10 <= first_generator_step < 39 and trainer._pretrained
+    recent = [h["d_heldout_acc"] for h in logs[first_generator_step - 10:first_generator_step]]
+    assert sum(recent) / len(recent) >= 0.9
+
+
+class ConstantJudge(torch.nn.Module):
+    """A discriminator that cannot look at its input (a learned bias alone): every row gets the same
+    score, so its held-out accuracy is exactly 0.5 — chance, by construction."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SimpleNamespace(num_labels=1)
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, input_ids=None, attention_mask=None, **_):
+        return SimpleNamespace(logits=self.bias.expand(input_ids.shape[0], 1))
+
+
+def test_a_discriminator_at_chance_is_reported(make_model, tokenizer, train_set, tmp_path, caplog):
+    judge = SequenceDiscriminator(ConstantJudge(), tokenizer, conditional=False)
+    args = _config(tmp_path, max_steps=4, discriminator_pretrain_steps=2)
+    trainer = AdversarialTrainer(make_model("bart"), args=args, discriminator=judge, train_dataset=train_set, processing_class=tokenizer)
+    with caplog.at_level(logging.WARNING, logger="hf_seqgan.trainers.adversarial"):
+        trainer.train()
+    assert "The discriminator cannot tell real from generated: its held-out accuracy is 0.500" in caplog.text
+    assert [h["d_heldout_acc"] for h in trainer.state.log_history if "d_heldout_acc" in h] == [0.5] * 4
+    assert caplog.text.count("cannot tell real from generated") == 1  # said once
 
 
 def test_reinforce_gradient_is_the_score_function_gradient(make_model, tokenizer, train_set, tmp_path):

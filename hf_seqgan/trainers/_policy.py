@@ -127,7 +127,9 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
     multi-process run DDP averages its gradients; ``reward`` (a
     :class:`~hf_seqgan.rewards.DiscriminatorReward`) says the real label and whether the
     discriminator reads texts (another vocabulary). Logs ``d_loss``, ``d_acc_real``, ``d_acc_fake``,
-    ``d_acc``."""
+    ``d_acc``, and ``d_heldout_acc`` / ``d_heldout_auc``: the accuracy (mean over real and fake rows)
+    and the AUC of the discriminator on this batch *before* it trains on it — the generated rows are
+    always new to it, the real ones are new until the data repeats. Returns ``d_heldout_acc``."""
     from ..discriminators import discriminator_loss
 
     disc = reward.discriminator
@@ -153,9 +155,28 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
         ids = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad) for t in (real_ids, fake_ids)])  # (B + R, W)
         enc = disc.encode_ids(ids, source_ids if conditional else None, index)
     disc.train()
-    for _ in range(steps):
+    heldout = None
+    for i in range(steps):
         with trainer._unsynced(wrapped):
             logp = disc.log_probs(wrapped(**enc))  # (B + R, 2)
         loss, acc_real, acc_fake = discriminator_loss(logp[:rows], logp[rows:], reward.real_label, label_smoothing)
+        if i == 0:  # before any update on this batch
+            odds = (logp[:, reward.real_label] - torch.logsumexp(logp.index_fill(1, torch.tensor([reward.real_label], device=logp.device),
+                                                                                 float("-inf")), 1)).detach().float()
+            real, fake = odds[:rows], odds[rows:]
+            heldout = 0.5 * (_right(real) + _right(-fake))  # ties (log-odds 0) count half, as in the AUC
+            trainer.record(d_heldout_acc=heldout, d_heldout_auc=_auc(real, fake))
         trainer.auxiliary_step(name, loss)
     trainer.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))
+    return heldout
+
+
+def _right(odds: torch.Tensor) -> float:
+    """Share of rows on the right side of 0 (log-odds of their true class), ties counted half."""
+    return float((odds > 0).float().mean() + 0.5 * (odds == 0).float().mean())
+
+
+def _auc(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """P(score of a real row > score of a generated row), ties counted half."""
+    diff = real[:, None] - fake[None, :]  # (B, R)
+    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())

@@ -33,8 +33,10 @@ mean reward over every process, so that with deterministic decoding 2 processes 
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
+import logging
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -63,7 +65,9 @@ from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_l
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
+logger = logging.getLogger(__name__)
 UPDATES = ("reinforce", "gumbel")
+CHANCE_MARGIN = 0.05  # a held-out accuracy below 0.5 + this is "at chance"
 BASELINES = ("moving_average", "self_critical", "leave_one_out", "none")
 
 
@@ -108,7 +112,8 @@ class AdversarialConfig(BaseConfig):
     discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator's own AdamW."})
     discriminator_steps: int = dataclasses.field(default=1, metadata={"help": "Discriminator updates per generator step."})
     discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
-    discriminator_pretrain_steps: int = dataclasses.field(default=0, metadata={"help": "Optimizer steps at the start that train only the discriminator."})
+    discriminator_pretrain_steps: int = dataclasses.field(default=0, metadata={"help": "Optimizer steps at the start that train only the discriminator (with discriminator_pretrain_target_accuracy: the most)."})
+    discriminator_pretrain_target_accuracy: Optional[float] = dataclasses.field(default=None, metadata={"help": "End the discriminator's pre-training as soon as its held-out accuracy (mean of the last 10 updates) reaches this, within discriminator_pretrain_steps."})
     discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
     discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
     discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
@@ -136,6 +141,10 @@ class AdversarialConfig(BaseConfig):
             raise ValueError(f"gamma must be in [0, 1] and baseline_decay in [0, 1), got {self.gamma} and {self.baseline_decay}.")
         if not 0.0 <= self.discriminator_label_smoothing < 0.5:
             raise ValueError(f"discriminator_label_smoothing must be in [0, 0.5), got {self.discriminator_label_smoothing}.")
+        target = self.discriminator_pretrain_target_accuracy
+        if target is not None and (not 0.5 < target < 1.0 or self.discriminator_pretrain_steps < 1):
+            raise ValueError(f"discriminator_pretrain_target_accuracy must be in (0.5, 1) with discriminator_pretrain_steps >= 1 as the most "
+                             f"steps it may take; got {target} and {self.discriminator_pretrain_steps}.")
         if self.discriminator_steps < 1:
             raise ValueError(f"discriminator_steps must be >= 1, got {self.discriminator_steps}.")
         if self.discriminator_steps > 1 and self.gradient_accumulation_steps > 1:
@@ -257,6 +266,9 @@ class AdversarialTrainer(BaseTrainer):
         keys = list(reward_metric_keys or [None] * len(reward_funcs))
         self.reward_funcs = [TextReward(fn, processing_class, key=key) for fn, key in zip(reward_funcs, keys)]
         self.reward_weights = list(args.reward_weights or [1.0] * len(reward_funcs))
+        self._heldout: collections.deque = collections.deque(maxlen=10)  # the discriminator's recent held-out accuracies
+        self._pretrained = False  # pre-training ended on discriminator_pretrain_target_accuracy
+        self._checked_discriminator = False
         self.ref_model = None
         if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
             self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
@@ -294,13 +306,17 @@ class AdversarialTrainer(BaseTrainer):
         return discriminator
 
     def _extra_state(self) -> dict:
-        state = {"baseline": self.baseline.state_dict()}
+        state = {"baseline": self.baseline.state_dict(), "discriminator_heldout": list(self._heldout), "pretrained": self._pretrained,
+                 "checked_discriminator": self._checked_discriminator}
         if self.ref_model is not None:
             state["ref_model"] = self.ref_model.state_dict()
         return state
 
     def _load_extra_state(self, state: dict) -> None:
         self.baseline.load_state_dict(state["baseline"])
+        self._heldout.extend(state.get("discriminator_heldout", []))
+        self._pretrained = state.get("pretrained", False)
+        self._checked_discriminator = state.get("checked_discriminator", False)
         if self.ref_model is not None and "ref_model" in state:
             self.ref_model.load_state_dict(state["ref_model"])
 
@@ -323,7 +339,9 @@ class AdversarialTrainer(BaseTrainer):
         accumulation = self.accumulation_steps
         max_new = args.max_new_tokens or labels.shape[1]
         sampling = dict(do_sample=args.do_sample, temperature=args.sampling_temperature, top_k=args.top_k or None, top_p=args.top_p)
-        pretraining = self.discriminator is not None and step < args.discriminator_pretrain_steps
+        pretraining = self.discriminator is not None and step < args.discriminator_pretrain_steps and not self._pretrained
+        if self.discriminator is not None and not pretraining and not self._checked_discriminator:
+            self._check_discriminator()
         # the encoder runs once per source: in the graph when the REINFORCE forward needs it, detached for the decodes
         with torch.set_grad_enabled(args.generator_update == "reinforce" and not pretraining and torch.is_grad_enabled()):
             source_states = self.engine.encode(**src)
@@ -518,10 +536,33 @@ class AdversarialTrainer(BaseTrainer):
         return token_logprobs(logits, fakes.sequences, fakes.attention_mask)
 
     def _discriminator_update(self, src, labels, fake_sequences, fake_mask, source_index) -> None:
-        """Update D on real ``(x, y)`` against fake ``(x, ŷ)`` through its prepared (DDP) copy."""
-        discriminator_step(self, self._d_reward, labels.clamp_min(0), labels.ne(-100), fake_sequences, fake_mask, source_ids=src["input_ids"],
-                           fake_source_index=source_index, label_smoothing=self.args.discriminator_label_smoothing,
-                           steps=self.args.discriminator_steps)
+        """Update D on real ``(x, y)`` against fake ``(x, ŷ)`` through its prepared (DDP) copy; track
+        its held-out accuracy (pre-training may end on a target accuracy)."""
+        args = self.args
+        heldout = discriminator_step(self, self._d_reward, labels.clamp_min(0), labels.ne(-100), fake_sequences, fake_mask,
+                                     source_ids=src["input_ids"], fake_source_index=source_index,
+                                     label_smoothing=args.discriminator_label_smoothing, steps=args.discriminator_steps)
+        self._heldout.append(self.process_mean(torch.tensor([heldout], device=labels.device)))
+        target = args.discriminator_pretrain_target_accuracy
+        if (target is not None and not self._pretrained and len(self._heldout) == self._heldout.maxlen
+                and sum(self._heldout) / len(self._heldout) >= target):
+            self._pretrained = True
+            logger.info("The discriminator reached held-out accuracy %.3f >= %.3f at step %d: its pre-training ends.",
+                        sum(self._heldout) / len(self._heldout), target, self.state.global_step)
+
+    def _check_discriminator(self) -> None:
+        """Once, when the generator starts learning from the discriminator (after its pre-training,
+        or after its first updates without one): warn when its held-out accuracy is near chance."""
+        if self.args.discriminator_pretrain_steps == 0 and len(self._heldout) < self._heldout.maxlen:
+            return
+        self._checked_discriminator = True
+        accuracy = sum(self._heldout) / len(self._heldout) if self._heldout else None
+        if accuracy is not None and accuracy < 0.5 + CHANCE_MARGIN:
+            logger.warning(
+                "The discriminator cannot tell real from generated: its held-out accuracy is %.3f (chance is 0.5), so its rewards carry no "
+                "signal and adversarial training is MLE with noise. Give it a representation that can see what the generator gets wrong "
+                "(Seq2SeqDiscriminator, built from the generator), more pre-training (discriminator_pretrain_steps, or "
+                "discriminator_pretrain_target_accuracy), or a higher discriminator_learning_rate.", accuracy)
 
     # ------------------------------------------------------------------ several processes
     def training_step(self, model, inputs, num_items_in_batch=None):
