@@ -53,7 +53,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REWARD_KINDS = ("prob", "logprob", "logit")
+REWARD_KINDS = ("prob", "logprob", "logit", "log_ratio", "maligan")
 ScoreFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -67,7 +67,12 @@ class DiscriminatorReward:
     Args:
         discriminator (`SequenceDiscriminator`): the judge; label ``real_label`` means "human".
         kind (`str`, defaults to ``"prob"``): ``"prob"`` (p(real), SeqGAN), ``"logprob"``
-            (log p(real)) or ``"logit"`` (log-odds log p(real) - log p(not real)).
+            (log p(real)), ``"logit"`` / ``"log_ratio"`` (the log-odds log D/(1-D): for a
+            discriminator trained to optimality it is log p_data(y|x) - log p_G(y|x), the density
+            ratio the residual-EBM and MaliGAN estimators use), or ``"maligan"`` (MaliGAN's
+            normalised importance weights, Che et al. 2017, https://arxiv.org/abs/1702.07983:
+            ``R * softmax(log-ratio)`` over the R rows scored together, so that they average 1;
+            with a baseline of 1 this is MaliGAN's ``r_i / sum_j r_j - 1/R``).
         real_label (`int` or `str`, defaults to 1).
         generator_tokenizer (*optional*): when the discriminator does not share the generator's
             vocabulary, outputs are decoded with this tokenizer and re-encoded (slower: a text round
@@ -91,7 +96,10 @@ class DiscriminatorReward:
         if self.kind == "logprob":
             return real
         others = torch.cat([logp[:, : self.real_label], logp[:, self.real_label + 1 :]], dim=1)  # (R, C-1)
-        return real - torch.logsumexp(others, dim=1)
+        ratio = real - torch.logsumexp(others, dim=1)  # (R,) log D / (1 - D)
+        if self.kind == "maligan":
+            return ratio.shape[0] * torch.softmax(ratio, dim=0)
+        return ratio
 
     @torch.no_grad()
     def __call__(self, sequences, attention_mask, source_index, *, source_ids=None, source_texts=None) -> torch.Tensor:

@@ -121,3 +121,23 @@ def test_text_reward_callable_and_metric(tokenizer):
         metric(seqs, mask, idx)
     with pytest.raises(ValueError, match="returned 1 scores for 2 outputs"):
         TextReward(lambda s, o, r: [1.0], tokenizer)(seqs, mask, idx)
+
+
+def test_density_ratio_rewards():
+    """log_ratio is log D/(1-D) (the logit of the real class); maligan is R * softmax(log_ratio) over the rows."""
+    from types import SimpleNamespace
+
+    from hf_seqgan.rewards import DiscriminatorReward
+
+    judge = SimpleNamespace(label_index=lambda label: 1, shares_vocabulary=lambda tok: True)
+    p_real = torch.tensor([0.9, 0.5, 0.2, 0.6])
+    logp = torch.stack([(1 - p_real).log(), p_real.log()], dim=1)  # (R, 2)
+    ratio = DiscriminatorReward(judge, kind="log_ratio").from_log_probs(logp)
+    torch.testing.assert_close(ratio, (p_real / (1 - p_real)).log())
+    torch.testing.assert_close(DiscriminatorReward(judge, kind="logit").from_log_probs(logp), ratio)
+    weights = DiscriminatorReward(judge, kind="maligan").from_log_probs(logp)
+    odds = p_real / (1 - p_real)
+    torch.testing.assert_close(weights, 4 * odds / odds.sum())
+    assert abs(float(weights.mean()) - 1.0) < 1e-6
+    with pytest.raises(ValueError, match="reward kind must be one of"):
+        DiscriminatorReward(judge, kind="odds")

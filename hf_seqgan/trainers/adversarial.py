@@ -129,6 +129,9 @@ class AdversarialConfig(BaseConfig):
                 raise ValueError(f"{name}={value!r} is not one of {choices}.")
         if isinstance(self.rollouts, bool) or not isinstance(self.rollouts, int) or self.rollouts < 0:
             raise ValueError(f"rollouts must be an integer >= 1 for Monte-Carlo rewards (0 = off), got {self.rollouts!r}.")
+        if self.reward == "maligan" and (self.rollouts or self.step_rewards or self.generator_update == "gumbel"):
+            raise ValueError("reward='maligan' normalises the sequence rewards of a batch of samples (MaliGAN): it is a REINFORCE reward "
+                             "per sequence; drop rollouts/step_rewards (or use reward='log_ratio' for per-token rewards).")
         if self.rollouts and self.step_rewards:
             raise ValueError("rollouts (Monte-Carlo) and step_rewards (discriminator on prefixes) are two ways to get per-token rewards: pick one.")
         if self.generator_update == "gumbel" and (self.rollouts or self.step_rewards):
