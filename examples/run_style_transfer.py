@@ -155,9 +155,9 @@ def main(argv=None):
     # 9. --do_predict: --test_file (style 0 -> 1) and --test_target_file (style 1 -> 0), the style tags applied;
     #    human transfers of --test_file from --test_reference_file. Predictions and metrics in output_dir.
     if training_args.do_predict and data_args.test_file:
-        x_test = list(recipes.read_table(data_args.test_file, col)[col])[: data_args.max_eval_samples]
-        y_test = list(recipes.read_table(data_args.test_target_file, col)[col])[: data_args.max_eval_samples] if data_args.test_target_file else []
-        human = list(recipes.read_table(data_args.test_reference_file, col)[col])[: data_args.max_eval_samples] if data_args.test_reference_file else None
+        x_test = list(recipes.read_table(data_args.test_file, col)[col])[: data_args.max_predict_samples]
+        y_test = list(recipes.read_table(data_args.test_target_file, col)[col])[: data_args.max_predict_samples] if data_args.test_target_file else []
+        human = list(recipes.read_table(data_args.test_reference_file, col)[col])[: data_args.max_predict_samples] if data_args.test_reference_file else None
         if human is not None and len(human) != len(x_test):
             raise ValueError(f"--test_reference_file has {len(human)} lines but --test_file {len(x_test)}: they must be line-aligned.")
         test_outputs, test_table, test_collapse = evaluate(((1, x_test), (0, y_test)), lambda target: human if target == 1 else None, where="test: ")

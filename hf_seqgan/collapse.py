@@ -188,8 +188,7 @@ def check_collapse(model, tokenizer, sources: Sequence[str], outputs: Sequence[s
     targets = list(references) if references is not None else list(outputs)
     n = min(len(sources), max_rows)
     loss = {}
-    usable = [i for i in range(n) if targets[i].strip()]
-    if len(usable) >= 2:
-        loss = source_sensitivity(model, tokenizer, [sources[i] for i in usable], [targets[i] for i in usable], seed=seed, **kwargs)
+    if n >= 2:  # an empty target still scores its EOS
+        loss = source_sensitivity(model, tokenizer, list(sources[:n]), targets[:n], seed=seed, **kwargs)
     return collapse_report(outputs, loss_true=loss.get("loss_true"), loss_shuffled=loss.get("loss_shuffled"),
                            targets="references" if references is not None else "model's own outputs", **thresholds)

@@ -112,6 +112,7 @@ class DataArguments:
     test_file: Optional[str] = field(default=None, metadata={"help": "Held-out data to predict with --do_predict (same formats; any file, not only the corpus's)."})
     test_target_file: Optional[str] = field(default=None, metadata={"help": "References of --test_file in their own file (line-aligned); for style transfer the style-1 sentences."})
     test_reference_file: Optional[str] = field(default=None, metadata={"help": "Human references of --test_file (line-aligned): the same as --test_target_file for pairs; human transfers for style transfer."})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Keep only this many --test_file items (all by default)."})
     skip_training: bool = field(default=False, metadata={"help": "Do not train: evaluate (and with --do_predict predict) the given --model_name_or_path."})
     collapse_rows: int = field(default=256, metadata={"help": "Rows of each evaluation scored with true and shuffled sources for the collapse check."})
     plot_curves: bool = field(default=True, metadata={"help": "Draw the training curves into output_dir/training_curves.png at the end."})
@@ -606,7 +607,7 @@ def load_test(data_args, source_column: str, target_column: Optional[str] = None
             raise ValueError(f"--test_file has {len(sources)} items but its references ({ref_file}) {len(references)}: they must be line-aligned.")
     elif target_column and target_column in data.column_names:
         references = list(data[target_column])
-    cap = data_args.max_eval_samples
+    cap = data_args.max_predict_samples
     return sources[:cap] if cap else sources, (references[:cap] if cap and references else references)
 
 

@@ -35,6 +35,20 @@ def scripts():
     return {name: _script(name) for name in ("run_summarization", "run_translation", "run_style_transfer", "run_story_generation")}
 
 
+COLLAPSE_KEYS = {"distinct_fraction", "top_output_share", "loss_true_sources", "loss_shuffled_sources", "source_gap", "collapsed"}
+
+
+def _assert_collapse_report(metrics, stdout, prefix="eval_"):
+    """The collapse check is in the metrics and, when captured, printed next to the metric and the baseline."""
+    assert {prefix + k for k in COLLAPSE_KEYS} <= set(metrics), sorted(metrics)
+    assert 0 < metrics[prefix + "distinct_fraction"] <= 1 and metrics[prefix + "collapsed"] in (0.0, 1.0)
+    assert metrics[prefix + "source_gap"] == pytest.approx(metrics[prefix + "loss_shuffled_sources"] - metrics[prefix + "loss_true_sources"])
+    if stdout:
+        assert "Collapse check" in stdout and "sources shuffled across rows" in stdout and "distinct %" in stdout and "loss shuffled" in stdout
+        if metrics[prefix + "collapsed"]:
+            assert "WARNING: the model" in stdout.split("metric")[-1]  # said again after the metrics
+
+
 def _run(scripts, name, args, out_dir, capsys=None):
     argv = args if args[0].endswith(".json") else [*QUICK, *args, "--output_dir", str(out_dir)]  # args override QUICK
     metrics = scripts[name].main(argv)
@@ -67,6 +81,7 @@ def test_summarization_embedded_default(scripts, tmp_path, capsys):
     assert SYNTHETIC_NOTE in stdout and "Sample outputs:" in stdout and "lead8 (ROUGE F1)" in stdout
     assert {"eval_loss", "eval_rouge1", "eval_rouge2", "eval_rougeL", "lead8_rouge1", "lead8_rougeL"} <= set(metrics)
     assert metrics["lead8_rouge1"] > 50  # the synthetic headline is recoverable from the lead: a sanity check of the metric wiring
+    _assert_collapse_report(metrics, stdout)
 
 
 @pytest.mark.parametrize("trainer", [t for t in SUPERVISED_TRAINERS if t != "mle"])
@@ -124,6 +139,7 @@ def test_translation_embedded_default(scripts, tmp_path, capsys):
     assert SYNTHETIC_NOTE in stdout and "copy source" in stdout
     assert {"eval_bleu", "copy_source_bleu"} <= set(metrics)
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out").config.model_type == "mbart"
+    _assert_collapse_report(metrics, stdout)  # with the direction tags of the shared model
 
 
 def test_translation_on_multi30k(scripts, tmp_path, shared_data):
@@ -140,6 +156,63 @@ def test_translation_on_multi30k(scripts, tmp_path, shared_data):
     assert (tmp_path / "out" / "reconstructor" / "config.json").is_file() and (tmp_path / "out" / "discriminator").is_dir()
 
 
+def test_supervised_translation_predicts_a_held_out_file(scripts, tmp_path, shared_data, capsys):
+    """--supervised on line-aligned Multi30k pairs; --do_predict on a file that is not the corpus's validation
+    split writes its predictions and metrics (with the collapse check)."""
+    d = shared_data / "multi30k"
+    test_en = _write_lines(tmp_path / "test.en", _lines(d / "valid.en", 500, 510))
+    test_de = _write_lines(tmp_path / "test.de", _lines(d / "valid.de", 500, 510))
+    metrics, stdout = _run(scripts, "run_translation", [
+        "--supervised", "--train_file", str(d / "train.en"), "--train_target_file", str(d / "train.de"), "--max_train_samples", "48",
+        "--validation_file", str(d / "valid.en"), "--validation_target_file", str(d / "valid.de"), "--max_eval_samples", "8",
+        "--do_predict", "--test_file", test_en, "--test_target_file", test_de,
+    ], tmp_path / "out", capsys)
+    assert {"eval_bleu", "test_bleu", "test_copy_source_bleu", "eval_loss"} <= set(metrics)
+    _assert_collapse_report(metrics, stdout)
+    _assert_collapse_report(metrics, "", "test_")
+    predictions = _lines(tmp_path / "out" / "test_predictions.txt")
+    assert len(predictions) == 10
+    assert json.loads((tmp_path / "out" / "test_results.json").read_text())["test_bleu"] == metrics["test_bleu"]
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out").config.model_type == "bart"
+
+
+def test_summarization_predicts_a_test_file_without_training(scripts, tmp_path):
+    """--skip_training with a saved model: only evaluation and --do_predict (references from a jsonl column)."""
+    first, _ = _run(scripts, "run_summarization", SYNTHETIC, tmp_path / "first")
+    test = tmp_path / "test.jsonl"
+    test.write_text("\n".join(json.dumps({"article": f"the bank of peru signed a deal on day {i} .", "headline": "peru bank deal"}) for i in range(6)))
+    metrics = scripts["run_summarization"].main([*QUICK, *SYNTHETIC, "--model_name_or_path", str(tmp_path / "first"), "--skip_training", "true",
+                                                 "--do_predict", "--test_file", str(test), "--output_dir", str(tmp_path / "second")])
+    assert "train_loss" not in metrics and {"test_rouge1", "lead8_rouge1", "test_distinct_fraction", "test_source_gap"} <= set(metrics)
+    assert len(_lines(tmp_path / "second" / "test_predictions.txt")) == 6
+    with pytest.raises(ValueError, match="without --test_file"):
+        scripts["run_summarization"].main(["--test_target_file", str(test), "--output_dir", str(tmp_path / "x")])
+
+
+def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, corpus):
+    from hf_seqgan import recipes
+    from tests.conftest import ROOT as _  # noqa: F401
+
+    argv = ["--preset", "cpu", "--learning_rate", "5e-4", "--output_dir", "/tmp/unused"]
+    model_args, data_args, training_args = recipes.parse_recipe_args(recipes.SupervisedDataArguments, argv, recipes.training_defaults("t"),
+                                                                     method="mle", logger_name="t")
+    assert (model_args.tiny_d_model, model_args.tiny_layers, model_args.tiny_dropout, model_args.time_budget) == (256, 3, 0.1, 25.0)
+    assert training_args.lr_scheduler_type == "inverse_sqrt" and training_args.warmup_steps == 300 and training_args.learning_rate == 5e-4
+    assert training_args.label_smoothing_factor == 0.1 and training_args.per_device_train_batch_size == 64
+    articles, headlines = [p["article"] for p in corpus], [p["headline"] for p in corpus]
+    recipes.fit_lengths(model_args, data_args, tokenizer, articles, headlines)
+    source_lengths = sorted(len(ids) for ids in tokenizer(articles)["input_ids"])
+    assert data_args.max_source_length == source_lengths[int(0.99 * len(source_lengths))] + 1
+    model_args.explicit.add("max_target_length")
+    data_args.max_target_length = 7
+    recipes.fit_lengths(model_args, data_args, tokenizer, articles, headlines)
+    assert data_args.max_target_length == 7  # given on the command line: kept
+    plain = recipes.parse_recipe_args(recipes.SupervisedDataArguments, ["--output_dir", "/tmp/unused"], recipes.training_defaults("t"), method="mle", logger_name="t")
+    assert plain[0].tiny_d_model == 64 and plain[2].learning_rate == 3e-3  # the toy default is unchanged
+    with pytest.raises(ValueError, match="--preset 'tpu'"):
+        recipes.parse_recipe_args(recipes.SupervisedDataArguments, ["--preset", "tpu"], {}, method="mle", logger_name="t")
+
+
 # ---------------------------------------------------------------------- style transfer
 def test_style_transfer_embedded_default(scripts, tmp_path, capsys):
     metrics, stdout = _run(scripts, "run_style_transfer", [*SYNTHETIC, "--classifier_steps", "5"], tmp_path / "out", capsys)
@@ -148,15 +221,24 @@ def test_style_transfer_embedded_default(scripts, tmp_path, capsys):
                 "model_negative_to_positive_bleu_ref", "model_negative_to_positive_fluency_p_d"):
         assert key in metrics
     assert metrics["copy_source_negative_to_positive_bleu_source"] == pytest.approx(100.0)
+    for direction in ("negative_to_positive", "positive_to_negative"):  # scored on the model's own outputs (no references)
+        _assert_collapse_report(metrics, stdout, f"model_{direction}_")
+    assert "loss of the model's own outputs" in stdout
 
 
 def test_style_transfer_on_yelp(scripts, tmp_path, shared_data):
+    """Yelp, with a held-out file of each style predicted (--do_predict) and human transfers of the style-0 file."""
     d = shared_data / "yelp"
+    test0 = _write_lines(tmp_path / "t0.txt", _lines(d / "valid.0", 100, 106))
     metrics, _ = _run(scripts, "run_style_transfer", [
         "--train_file", str(d / "train.0"), "--train_target_file", str(d / "train.1"), "--validation_file", str(d / "valid.0"),
         "--validation_target_file", str(d / "valid.1"), "--max_train_samples", "48", "--max_eval_samples", "8", "--classifier_steps", "5",
+        "--do_predict", "--test_file", test0, "--test_target_file", _write_lines(tmp_path / "t1.txt", _lines(d / "valid.1", 100, 106)),
+        "--test_reference_file", test0,
     ], tmp_path / "out")
     assert "model_negative_to_positive_accuracy" in metrics and "model_negative_to_positive_bleu_ref" not in metrics
+    assert {"test_model_negative_to_positive_bleu_ref", "test_model_negative_to_positive_source_gap", "test_model_positive_to_negative_distinct_fraction"} <= set(metrics)
+    assert len(_lines(tmp_path / "out" / "test_predictions.txt")) == 6 and len(_lines(tmp_path / "out" / "test_target_predictions.txt")) == 6
 
 
 # ---------------------------------------------------------------------- story generation
@@ -168,6 +250,7 @@ def test_story_generation_embedded_default(scripts, tmp_path, capsys):
     for decoding in ("greedy", "sampling", "schedule", "schedule_rerank"):
         assert {f"{decoding}_distinct_1", f"{decoding}_distinct_2", f"{decoding}_self_bleu", f"{decoding}_p_real"} <= set(metrics)
     assert all(0 <= metrics[f"{d}_distinct_2"] <= 100 for d in ("greedy", "sampling", "schedule", "schedule_rerank"))
+    _assert_collapse_report(metrics, stdout)
 
 
 def test_story_generation_on_aesop(scripts, tmp_path, shared_data):
