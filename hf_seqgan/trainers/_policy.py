@@ -20,13 +20,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
 
+from ..rewards import REWARD_KINDS
+from ..schedules import as_schedule, schedule_field
+
 from ..scoring import sampled_logprobs  # noqa: F401  (re-exported: the trainers import the policy pieces from here)
 
-__all__ = ["LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
+__all__ = ["PolicyFields", "DiscriminatorFields", "check_shared_fields", "LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
 
 #: aggregations of the per-token loss: TRL's "grpo" (mean over each completion's tokens, then over
 #: completions), "bnpo" (mean over every token of the batch), "dr_grpo" (sum over tokens / (rows x
@@ -36,6 +40,56 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "reinforce")
 SCALE_REWARDS = ("group", "batch", "none")
 # the module attributes transformers' models read their dropout probabilities from (besides nn.Dropout modules)
 _DROPOUT_ATTRIBUTES = ("dropout", "attention_dropout", "activation_dropout", "dropout_rate", "layerdrop", "attn_dropout", "hidden_dropout")
+
+
+@dataclasses.dataclass
+class PolicyFields:
+    """The sampling and policy-gradient fields every config of a trainer that samples shares
+    (``AdversarialConfig``, ``CycleConfig``): put before the config's base class, e.g.
+    ``class XConfig(PolicyFields, DiscriminatorFields, BaseConfig)``, and validate with
+    :func:`check_shared_fields` in ``__post_init__``."""
+
+    reward: str = dataclasses.field(default="prob", metadata={"help": f"The discriminator reward: one of {REWARD_KINDS} (p(real), log p(real), log-odds, the log density ratio log D/(1-D), MaliGAN's normalised weights)."})
+    baseline_decay: float = dataclasses.field(default=0.9, metadata={"help": "Decay of the moving-average baseline(s)."})
+    num_samples: int = dataclasses.field(default=1, metadata={"help": "Samples per source (>= 2 for the leave-one-out baseline)."})
+    tau: str = schedule_field("1.0", "Gumbel-softmax temperature of the gumbel updates, over optimizer steps.")
+    max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens sampled per output; defaults to the width of the batch's targets."})
+    min_new_tokens: int = dataclasses.field(default=0, metadata={"help": "EOS is blocked before this many sampled tokens."})
+    do_sample: bool = dataclasses.field(default=True, metadata={"help": "Sample the generator's outputs (False: greedy, deterministic; the gumbel updates then add no noise)."})
+    sampling_temperature: float = dataclasses.field(default=1.0, metadata={"help": "Temperature of the generator's samples (the policy gradient differentiates that distribution)."})
+    disable_dropout: bool = dataclasses.field(default=True, metadata={"help": "Turn the generator's dropout off, so that its samples and the policy-gradient forward are the same policy (TRL/RL4LMs)."})
+
+
+@dataclasses.dataclass
+class DiscriminatorFields:
+    """The fields of a trainer's discriminator: its optimizer and the default one's size."""
+
+    discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator's own optimizer."})
+    discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
+    discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
+    discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
+    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
+    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
+    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
+
+
+def check_shared_fields(config) -> None:
+    """Validate (and normalise) the :class:`PolicyFields` and :class:`DiscriminatorFields` of a config."""
+    if config.reward not in REWARD_KINDS:
+        raise ValueError(f"reward={config.reward!r} is not one of {REWARD_KINDS}.")
+    if isinstance(config.num_samples, bool) or not isinstance(config.num_samples, int) or config.num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {config.num_samples!r}.")
+    if not 0.0 <= config.baseline_decay < 1.0:
+        raise ValueError(f"baseline_decay must be in [0, 1), got {config.baseline_decay}.")
+    if not 0.0 <= config.discriminator_label_smoothing < 0.5:
+        raise ValueError(f"discriminator_label_smoothing must be in [0, 0.5), got {config.discriminator_label_smoothing}.")
+    if config.max_new_tokens is not None and config.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {config.max_new_tokens}.")
+    if isinstance(config.min_new_tokens, bool) or not isinstance(config.min_new_tokens, int) or config.min_new_tokens < 0:
+        raise ValueError(f"min_new_tokens must be an integer >= 0, got {config.min_new_tokens!r}.")
+    if not config.sampling_temperature > 0:
+        raise ValueError(f"sampling_temperature must be > 0, got {config.sampling_temperature}; use do_sample=False for greedy outputs.")
+    config.tau = str(as_schedule(config.tau, name="tau", low=1e-6))
 
 
 def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:

@@ -46,7 +46,6 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..discriminators import SequenceDiscriminator, build_default_discriminator
 from ..rewards import (
-    REWARD_KINDS,
     DiscriminatorReward,
     MovingAverageBaseline,
     TextReward,
@@ -61,7 +60,7 @@ from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
-from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_logprobs
+from ._policy import DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
@@ -72,7 +71,7 @@ BASELINES = ("moving_average", "self_critical", "leave_one_out", "none")
 
 
 @dataclasses.dataclass
-class AdversarialConfig(BaseConfig):
+class AdversarialConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     """Configuration of :class:`AdversarialTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
 
     Generator update: ``generator_update``, ``reward``, ``baseline`` (+ ``baseline_decay``),
@@ -86,19 +85,11 @@ class AdversarialConfig(BaseConfig):
     """
 
     generator_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How the generator learns from the rewards: one of {UPDATES}."})
-    reward: str = dataclasses.field(default="prob", metadata={"help": f"The discriminator reward: one of {REWARD_KINDS} (p(real), log p(real), log-odds)."})
     baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
-    baseline_decay: float = dataclasses.field(default=0.9, metadata={"help": "Decay of the moving-average baseline."})
-    num_samples: int = dataclasses.field(default=1, metadata={"help": "Samples per source (>= 2 for the leave-one-out baseline)."})
     rollouts: int = dataclasses.field(default=0, metadata={"help": "Monte-Carlo completions per prefix for per-token rewards (SeqGAN); 0 = sequence-level reward."})
     step_rewards: bool = dataclasses.field(default=False, metadata={"help": "Per-token rewards from the discriminator scoring every prefix (REGS/ScratchGAN)."})
     gamma: float = dataclasses.field(default=1.0, metadata={"help": "Discount of per-step rewards (step_rewards=True)."})
-    tau: str = schedule_field("1.0", "Gumbel-softmax temperature (generator_update='gumbel'), over optimizer steps.")
     gumbel_loss: str = dataclasses.field(default="standard", metadata={"help": "Generator loss of the gumbel mode: 'standard' (-log D(fake)) or 'relativistic' (RelGAN: -log sigmoid(D(fake) - D(real)))."})
-    max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens sampled per output; defaults to the batch's label length."})
-    min_new_tokens: int = dataclasses.field(default=0, metadata={"help": "EOS is blocked before this many sampled tokens."})
-    do_sample: bool = dataclasses.field(default=True, metadata={"help": "Sample the generator's outputs (False: greedy, deterministic)."})
-    sampling_temperature: float = dataclasses.field(default=1.0, metadata={"help": "Temperature of the generator's samples."})
     top_k: int = dataclasses.field(default=0, metadata={"help": "Top-k of the generator's samples (0 = off)."})
     top_p: float = dataclasses.field(default=1.0, metadata={"help": "Top-p of the generator's samples (1 = off)."})
     adversarial_weight: str = schedule_field("1.0", "Weight of the policy-gradient / Gumbel loss.")
@@ -109,22 +100,15 @@ class AdversarialConfig(BaseConfig):
     reward_weights: Optional[list[float]] = dataclasses.field(default=None, metadata={"help": "One weight per reward function (default 1 each)."})
     use_discriminator: bool = dataclasses.field(default=True, metadata={"help": "Train and use a discriminator (False: rewards from reward_funcs alone)."})
     conditional_discriminator: bool = dataclasses.field(default=True, metadata={"help": "The default discriminator judges (source, output) pairs; False: outputs alone."})
-    discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator's own AdamW."})
     discriminator_steps: int = dataclasses.field(default=1, metadata={"help": "Discriminator updates per generator step."})
-    discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
     discriminator_pretrain_steps: int = dataclasses.field(default=0, metadata={"help": "Optimizer steps at the start that train only the discriminator (with discriminator_pretrain_target_accuracy: the most)."})
     discriminator_pretrain_target_accuracy: Optional[float] = dataclasses.field(default=None, metadata={"help": "End the discriminator's pre-training as soon as its held-out accuracy (mean of the last 10 updates) reaches this, within discriminator_pretrain_steps."})
-    discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
-    discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
-    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
-    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
-    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
-    disable_dropout: bool = dataclasses.field(default=True, metadata={"help": "Turn the generator's dropout off, so that its samples and the policy-gradient forward are the same policy (TRL/RL4LMs)."})
 
     def __post_init__(self):
         super().__post_init__()
-        for name, value, choices in (("generator_update", self.generator_update, UPDATES), ("reward", self.reward, REWARD_KINDS),
-                                     ("baseline", self.baseline, BASELINES), ("gumbel_loss", self.gumbel_loss, ("standard", "relativistic"))):
+        check_shared_fields(self)
+        for name, value, choices in (("generator_update", self.generator_update, UPDATES), ("baseline", self.baseline, BASELINES),
+                                     ("gumbel_loss", self.gumbel_loss, ("standard", "relativistic"))):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {choices}.")
         if isinstance(self.rollouts, bool) or not isinstance(self.rollouts, int) or self.rollouts < 0:
@@ -136,14 +120,10 @@ class AdversarialConfig(BaseConfig):
             raise ValueError("rollouts (Monte-Carlo) and step_rewards (discriminator on prefixes) are two ways to get per-token rewards: pick one.")
         if self.generator_update == "gumbel" and (self.rollouts or self.step_rewards):
             raise ValueError("rollouts/step_rewards are REINFORCE options; generator_update='gumbel' backpropagates through D instead.")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}.")
         if self.baseline == "leave_one_out" and self.num_samples < 2:
             raise ValueError("baseline='leave_one_out' needs num_samples >= 2 (the other samples of a source are the baseline).")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"gamma must be in [0, 1] and baseline_decay in [0, 1), got {self.gamma} and {self.baseline_decay}.")
-        if not 0.0 <= self.discriminator_label_smoothing < 0.5:
-            raise ValueError(f"discriminator_label_smoothing must be in [0, 0.5), got {self.discriminator_label_smoothing}.")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}.")
         target = self.discriminator_pretrain_target_accuracy
         if target is not None and (not 0.5 < target < 1.0 or self.discriminator_pretrain_steps < 1):
             raise ValueError(f"discriminator_pretrain_target_accuracy must be in (0.5, 1) with discriminator_pretrain_steps >= 1 as the most "
@@ -153,11 +133,6 @@ class AdversarialConfig(BaseConfig):
         if self.discriminator_steps > 1 and self.gradient_accumulation_steps > 1:
             raise ValueError("discriminator_steps > 1 with gradient_accumulation_steps > 1 is not supported: the discriminator's update "
                              "accumulates with the generator's. Use one of the two.")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.sampling_temperature <= 0:
-            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}; use do_sample=False for greedy outputs.")
-        self.tau = str(as_schedule(self.tau, name="tau", low=1e-6))
         self.adversarial_weight = str(as_schedule(self.adversarial_weight, name="adversarial_weight", low=0.0))
         self.mle_weight = str(as_schedule(self.mle_weight, name="mle_weight", low=0.0))
 

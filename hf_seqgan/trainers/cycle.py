@@ -64,12 +64,12 @@ from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, 
 
 from ..discriminators import SequenceDiscriminator
 from ..noise import TextNoiser, check_noise
-from ..rewards import REWARD_KINDS, DiscriminatorReward, MovingAverageBaseline, drop_nonfinite, leave_one_out_baseline
+from ..rewards import DiscriminatorReward, MovingAverageBaseline, drop_nonfinite, leave_one_out_baseline
 from ..rollout import RolloutEngine
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
-from ._policy import disable_dropout, discriminator_step, policy_loss, sampled_logprobs
+from ._policy import DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs
 from ..directions import Direction, prepend_soft
 from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
 from .losses import sequence_cross_entropy
@@ -82,7 +82,7 @@ BASELINES = ("moving_average", "leave_one_out", "none")
 
 
 @dataclasses.dataclass
-class CycleConfig(BaseConfig):
+class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     """Configuration of :class:`CycleTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
 
     Models: ``shared_model``, ``x_token``, ``y_token``, ``direction_token_position``. Loss weights
@@ -107,16 +107,8 @@ class CycleConfig(BaseConfig):
     supervised_weight: str = schedule_field("1.0", "Weight of the cross-entropy on X rows that carry `labels` (both directions).")
     reconstruction_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How reconstruction reaches G: one of {UPDATES}."})
     adversarial_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How D's judgement reaches G: one of {UPDATES}."})
-    reward: str = dataclasses.field(default="prob", metadata={"help": f"The discriminator reward: one of {REWARD_KINDS}."})
     baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
-    baseline_decay: float = dataclasses.field(default=0.9, metadata={"help": "Decay of the moving-average baselines."})
-    num_samples: int = dataclasses.field(default=1, metadata={"help": "G's samples per source (>= 2 for the leave-one-out baseline)."})
-    tau: str = schedule_field("1.0", "Gumbel-softmax temperature of the gumbel updates, over optimizer steps.")
-    max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of G's outputs; defaults to the width of the Y batch."})
-    min_new_tokens: int = dataclasses.field(default=0, metadata={"help": "EOS is blocked before this many tokens of G's outputs."})
     reconstruction_max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of R's outputs (back-translation); defaults to the X batch's width."})
-    do_sample: bool = dataclasses.field(default=True, metadata={"help": "Sample G's outputs (False: greedy; the gumbel updates then add no noise)."})
-    sampling_temperature: float = dataclasses.field(default=1.0, metadata={"help": "Temperature of G's samples (REINFORCE)."})
     backtranslation_do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample the back-translations (False: greedy, as Lample et al.)."})
     word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
     word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Denoising: probability of dropping a word."})
@@ -126,25 +118,17 @@ class CycleConfig(BaseConfig):
     domain_column: str = dataclasses.field(default="domain", metadata={"help": "With no target_domain_dataset: the train_dataset column telling X rows (0/'x') from Y rows (1/'y')."})
     reconstructor_learning_rate: Optional[float] = dataclasses.field(default=None, metadata={"help": "Learning rate of the separate reconstructor (default: learning_rate)."})
     reconstructor_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The reconstructor's optimizer: adamw, adam or sgd."})
-    discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator."})
-    discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
-    discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
-    discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of D's real targets."})
-    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
-    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
-    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
-    disable_dropout: bool = dataclasses.field(default=True, metadata={"help": "Turn G's dropout off, so that its REINFORCE samples and the policy-gradient forward are the same policy (TRL/RL4LMs)."})
 
     def __post_init__(self):
         super().__post_init__()
+        check_shared_fields(self)
         for name, value, choices in (("reconstruction_update", self.reconstruction_update, UPDATES), ("adversarial_update", self.adversarial_update, UPDATES),
-                                     ("reward", self.reward, REWARD_KINDS), ("baseline", self.baseline, BASELINES),
+                                     ("baseline", self.baseline, BASELINES),
                                      ("direction_token_position", self.direction_token_position, ("decoder", "encoder"))):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {choices}.")
         for name in LOSSES:
             setattr(self, f"{name}_weight", str(as_schedule(getattr(self, f"{name}_weight"), name=f"{name}_weight", low=0.0)))
-        self.tau = str(as_schedule(self.tau, name="tau", low=1e-6))
         if all(as_schedule(getattr(self, f"{name}_weight")).bounds()[1] == 0 for name in LOSSES):
             raise ValueError(f"Every loss weight is 0 ({', '.join(n + '_weight' for n in LOSSES)}): give at least one a positive value.")
         if (self.x_token is None) != (self.y_token is None) or (self.x_token is not None and self.x_token == self.y_token):
@@ -152,15 +136,11 @@ class CycleConfig(BaseConfig):
         if self.shared_model and self.x_token is None:
             raise ValueError("shared_model=True needs x_token and y_token to tell the directions apart (mBART language codes such as "
                              "en_XX/de_DE, or tags such as <2x>/<2y> added to the tokenizer).")
-        if self.num_samples < 1 or (self.baseline == "leave_one_out" and self.num_samples < 2):
-            raise ValueError(f"num_samples must be >= 1, and >= 2 for baseline='leave_one_out'; got {self.num_samples}.")
-        if not 0.0 <= self.baseline_decay < 1.0 or not 0.0 <= self.discriminator_label_smoothing < 0.5:
-            raise ValueError(f"baseline_decay must be in [0, 1) and discriminator_label_smoothing in [0, 0.5), got {self.baseline_decay}, {self.discriminator_label_smoothing}.")
-        for name in ("max_new_tokens", "reconstruction_max_new_tokens", "target_batch_size"):
+        if self.baseline == "leave_one_out" and self.num_samples < 2:
+            raise ValueError(f"baseline='leave_one_out' needs num_samples >= 2 (the other samples of a source are the baseline), got {self.num_samples}.")
+        for name in ("reconstruction_max_new_tokens", "target_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}.")
-        if self.sampling_temperature <= 0:
-            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}; use do_sample=False for greedy outputs.")
         check_noise(self.word_shuffle, self.word_dropout, self.word_blank)
 
 
