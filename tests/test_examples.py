@@ -123,6 +123,7 @@ def test_summarization_on_gigaword(scripts, tmp_path, shared_data):
                                                    "--max_train_samples", "64", "--max_eval_samples", "8", "--tiny_family", "t5",
                                                    "--max_source_length", "48", "--max_target_length", "16"], tmp_path / "sup")
     assert "eval_rouge1" in first
+    _assert_collapse_report(first, "")
     metrics, _ = _run(scripts, "run_summarization", [
         "--unsupervised", "--model_name_or_path", str(tmp_path / "sup"),
         "--train_file", str(giga / "train.article.unpaired.txt"), "--train_target_file", str(giga / "train.headline.unpaired.txt"),
@@ -130,6 +131,7 @@ def test_summarization_on_gigaword(scripts, tmp_path, shared_data):
         "--max_train_samples", "32", "--max_eval_samples", "8", "--max_source_length", "48", "--max_target_length", "16",
     ], tmp_path / "cycle")
     assert {"eval_rouge1", "lead8_rouge1"} <= set(metrics) and "eval_loss" not in metrics
+    _assert_collapse_report(metrics, "")  # the cycle model's direction tags applied
     assert (tmp_path / "cycle" / "reconstructor" / "config.json").is_file()
 
 
@@ -153,6 +155,7 @@ def test_translation_on_multi30k(scripts, tmp_path, shared_data):
         "--shared_model", "false", "--adversarial_weight", "0.5", "--max_new_tokens", "12",
     ], tmp_path / "out")
     assert metrics["copy_source_bleu"] > 0 and "eval_bleu" in metrics
+    _assert_collapse_report(metrics, "")
     assert (tmp_path / "out" / "reconstructor" / "config.json").is_file() and (tmp_path / "out" / "discriminator").is_dir()
 
 
@@ -259,6 +262,7 @@ def test_story_generation_on_aesop(scripts, tmp_path, shared_data):
         "--max_target_length", "24", "--stories_per_prompt", "2", "--rerank_candidates", "0", "--max_eval_samples", "4",
     ], tmp_path / "out")
     assert {"eval_loss", "sampling_distinct_2", "schedule_self_bleu"} <= set(metrics) and "schedule_rerank_self_bleu" not in metrics
+    _assert_collapse_report(metrics, "")
 
 
 # ---------------------------------------------------------------------- shared pieces
