@@ -328,3 +328,48 @@ def test_clear_errors(make_model, tokenizer, domains, tmp_path):
     with pytest.raises(ValueError, match="holds"):
         CycleTrainer(model, _config(tmp_path, denoising_weight="1"), processing_class=tokenizer,
                      train_dataset=Dataset.from_dict({"input_ids": x["input_ids"][:2], "domain": ["x", "z"]}))
+
+
+# ---------------------------------------------------------------------- the latent adversary
+def _encoder_params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if f".{n}".count(".encoder.") and "embed" not in n and "shared" not in n}
+
+
+@pytest.mark.parametrize("family", ["bart", "t5", "marian"])
+def test_latent_adversary_moves_the_encoders_and_its_discriminator_only(make_model, tokenizer, domains, tmp_path, family):
+    x, y = domains
+    args = _config(tmp_path, latent_adversarial_weight="1", max_steps=3, learning_rate=1e-2, latent_discriminator_learning_rate=1e-2)
+    model = make_model(family, warm=False)
+    trainer = CycleTrainer(model, args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    g_enc, r_enc = _encoder_params(trainer.model), _encoder_params(trainer.reconstructor)
+    g_dec = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if f".{n}".count(".decoder.") and "embed" not in n}
+    assert g_enc and r_enc and g_dec
+    d_before = _params(trainer.auxiliary("latent_discriminator").unwrapped)
+    trainer.train()
+    assert _moved(d_before, trainer.auxiliary("latent_discriminator").unwrapped)
+    assert any(not torch.equal(g_enc[n], p) for n, p in trainer.model.named_parameters() if n in g_enc)  # G's encoder, by the X states
+    assert any(not torch.equal(r_enc[n], p) for n, p in trainer.reconstructor.named_parameters() if n in r_enc)  # R's, by the Y states
+    assert all(torch.equal(g_dec[n], p) for n, p in trainer.model.named_parameters() if n in g_dec)  # the term reads no decoder
+    logged = [h for h in trainer.state.log_history if "latent_d_acc" in h]
+    assert len(logged) == 3 and all(0 <= h["latent_d_acc"] <= 1 and "latent_adversarial_x_loss" in h for h in logged)
+
+
+def test_latent_adversary_is_off_by_default_and_resumes_exactly(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    plain = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "p", denoising_weight="1"), train_dataset=x, target_domain_dataset=y,
+                         processing_class=tokenizer)
+    assert "latent_discriminator" not in plain._auxiliaries
+    common = dict(latent_adversarial_weight="0.5", denoising_weight="1", max_steps=4)
+    full = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "a", **common), train_dataset=x, target_domain_dataset=y,
+                        processing_class=tokenizer)
+    full.train()
+    half = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "b", **common, save_strategy="steps", save_steps=2), train_dataset=x,
+                        target_domain_dataset=y, processing_class=tokenizer)
+    half.train()
+    resumed = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "b", **common), train_dataset=x, target_domain_dataset=y,
+                           processing_class=tokenizer)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-2"))
+    for a, b in ((full.model, resumed.model), (full.reconstructor, resumed.reconstructor),
+                 (full.auxiliary("latent_discriminator").unwrapped, resumed.auxiliary("latent_discriminator").unwrapped)):
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p, q)

@@ -69,14 +69,16 @@ from ..rollout import RolloutEngine
 from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
+from ._latent import latent_terms
 from ._policy import DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs
 from ..directions import Direction, prepend_soft
+from ..hidden_discriminator import HiddenStateDiscriminator
 from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
 from .losses import sequence_cross_entropy
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
-LOSSES = ("reconstruction", "adversarial", "denoising", "backtranslation", "supervised")
+LOSSES = ("reconstruction", "adversarial", "denoising", "backtranslation", "supervised", "latent_adversarial")
 UPDATES = ("reinforce", "gumbel")
 BASELINES = ("moving_average", "leave_one_out", "none")
 
@@ -105,6 +107,9 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     denoising_weight: str = schedule_field("0.0", "Weight of denoising auto-encoding of both domains.")
     backtranslation_weight: str = schedule_field("0.0", "Weight of on-the-fly back-translation (R on G(x) -> x, G on R(y) -> y).")
     supervised_weight: str = schedule_field("1.0", "Weight of the cross-entropy on X rows that carry `labels` (both directions).")
+    latent_adversarial_weight: str = schedule_field("0.0", "Weight of the latent adversary (Lample et al. 2018): the encoders learn to make a discriminator on their states unable to tell X from Y; 0 = off.")
+    latent_discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the latent discriminator."})
+    latent_discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the latent discriminator (a bidirectional GRU over the encoder states)."})
     reconstruction_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How reconstruction reaches G: one of {UPDATES}."})
     adversarial_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How D's judgement reaches G: one of {UPDATES}."})
     baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
@@ -166,6 +171,7 @@ class CycleTrainer(BaseTrainer):
     cli_name = "cycle"
     config_class = CycleConfig
     summary = "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."
+    roles = {**BaseTrainer.roles, "latent_discriminator": "it tells the encoder's states of X-domain inputs from those of Y-domain inputs (the latent adversary)."}
 
     @classmethod
     def describe(cls, args):
@@ -242,6 +248,8 @@ class CycleTrainer(BaseTrainer):
             self.discriminator = self._make_discriminator(discriminator, discriminator_processing_class, discriminator_peft_config)
         elif discriminator is not None:
             raise ValueError("A discriminator was given but adversarial_weight is 0 throughout: give adversarial_weight a positive value or drop it.")
+        if self.weights["latent_adversarial"].bounds()[1] > 0:
+            self._make_latent_discriminator()
         if args.world_size > 1 and "gumbel" in (args.reconstruction_update, args.adversarial_update):
             raise NotImplementedError("The gumbel updates decode step by step through the unwrapped generator, which a multi-process run "
                                       "cannot synchronise; use reconstruction_update='reinforce' and adversarial_update='reinforce'.")
@@ -257,6 +265,15 @@ class CycleTrainer(BaseTrainer):
                              f"tokenizer.add_special_tokens({{'additional_special_tokens': [{token!r}]}}) and "
                              "model.resize_token_embeddings(len(tokenizer)), or use the model's language codes.")
         return int(index)
+
+    def _make_latent_discriminator(self) -> None:
+        sizes = {getattr(unwrap_model(d.model).config, "d_model", None) for d in (self.to_x, self.to_y)}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError(f"The latent adversary compares G's and R's encoder states, which need one size; got d_model {sorted(map(str, sizes))}. "
+                             "Use a reconstructor of G's architecture, or shared_model=True.")
+        disc = HiddenStateDiscriminator(sizes.pop(), hidden_size=self.args.latent_discriminator_hidden_size, seed=self.args.seed)
+        self.add_auxiliary("latent_discriminator", disc, learning_rate=self.args.latent_discriminator_learning_rate,
+                           optimizer=self.args.discriminator_optimizer, max_grad_norm=self.args.discriminator_max_grad_norm or None)
 
     def _make_reconstructor(self, reconstructor, peft_config):
         args, tok = self.args, self.processing_class
@@ -416,6 +433,9 @@ class CycleTrainer(BaseTrainer):
             bt_y = self._forward(self.to_y, x_hat.sequences, x_hat.attention_mask, y, y_mask).mean()
             r_loss, g_loss = r_loss + w["backtranslation"] * bt_x, g_loss + w["backtranslation"] * bt_y
             self.record(backtranslation_x_loss=bt_x.detach(), backtranslation_y_loss=bt_y.detach())
+        if w["latent_adversarial"] > 0:
+            fool_x, fool_y = latent_terms(self, x, x_mask, y, y_mask)
+            r_loss, g_loss = r_loss + w["latent_adversarial"] * fool_y, g_loss + w["latent_adversarial"] * fool_x
         labels = inputs.get("labels")
         if labels is not None and w["supervised"] > 0 and bool(labels.ne(-100).any()):
             paired = labels.ne(-100).any(-1)  # (B,) rows with a Y partner
