@@ -197,3 +197,32 @@ def test_disable_dropout_zeroes_every_dropout(make_model):
     model.train()
     batch = {"input_ids": torch.tensor([[5, 6, 7, 2]]), "decoder_input_ids": torch.tensor([[2, 5, 6]])}
     torch.testing.assert_close(model(**batch).logits, model(**batch).logits)
+
+
+def test_cycle_policy_gradient_follows_the_analytic_score_function_gradient(make_model, tokenizer, corpus, tmp_path):
+    """CycleTrainer's REINFORCE term on every top-k token of a one-token output of G (T=0.5, top-k 5)
+    with rewards c·k·q(y) and no baseline: the exact expected gradient of a constant reward, zero."""
+    from hf_seqgan.trainers import CycleConfig, CycleTrainer
+
+    model = make_model("bart")
+    model.generation_config.forced_eos_token_id = None
+    x = Dataset.from_dict({"input_ids": tokenizer([r["article"] for r in corpus[:8]], truncation=True, max_length=24).input_ids})
+    y = Dataset.from_dict({"input_ids": tokenizer([r["headline"] for r in corpus[8:16]], truncation=True, max_length=8).input_ids})
+    args = CycleConfig(str(tmp_path), reconstruction_weight="0", adversarial_weight="1", baseline="none", sampling_temperature=0.5,
+                       max_new_tokens=1, report_to="none", use_cpu=True, save_strategy="no")
+    trainer = CycleTrainer(model, args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    batch = tokenizer([corpus[0]["article"]], return_tensors="pt", truncation=True, max_length=24)
+    engine, tokens, q, _ = _one_token_distribution(trainer.model, batch)
+    k = len(q)
+    sampling = trainer._sampling(trainer.to_y, 1, True)
+    sampling["top_k"] = 5  # CycleConfig samples without top-k: the estimator must follow any warper the engine applies
+    trainer.model.train()
+    loss = trainer._policy_gradient(trainer.model, batch["input_ids"], batch["attention_mask"], _enumerated(engine, tokens),
+                                    {"adversarial": 2.0 * k * q}, {"adversarial": 1.0}, sampling)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    got = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                     for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params)])
+    logq, raw = _hand_logq(trainer.model, batch, tokens)
+    biased = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                        for g, p in zip(torch.autograd.grad(-(2.0 * q * raw).sum(), params, allow_unused=True), params)])
+    assert got.norm() < 1e-4 * biased.norm(), (got.norm(), biased.norm())
