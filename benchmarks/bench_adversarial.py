@@ -33,18 +33,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import statistics
 from pathlib import Path
 
-import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
+import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hf_seqgan.discriminators import build_default_discriminator  # noqa: E402
 from hf_seqgan.rewards import DiscriminatorReward, monte_carlo_rewards  # noqa: E402
@@ -52,8 +48,9 @@ from hf_seqgan.rollout import RolloutEngine  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 
+from _timing import begin, interleaved, json_row, ratio_header, ratio_rows, ratios, write_rows  # noqa: E402
 from bench_professor_forcing import _batch  # noqa: E402  (the same random batch)
-from bench_scheduled_sampling import _interleaved, _optimizer_step, _tokenizer  # noqa: E402  (the same step)
+from bench_scheduled_sampling import _optimizer_step, _tokenizer  # noqa: E402  (the same step)
 
 MC_GOAL = ">= 10x"
 
@@ -121,19 +118,12 @@ def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
         model.load_state_dict(base.state_dict())
         trainers[name] = _trainer(model, fields, tok, output_dir, settings)
         _optimizer_step(trainers[name], batch, count)  # warm-up
-    times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
+    times = interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
     print(f"\n### Step time, tiny BART (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
           f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
-    print("| variant | median ms/step | ratio median | ratio min | ratio max |")
-    print("|---|---|---|---|---|")
-    rows, ref = [], times["Seq2SeqTrainer"]
-    for name, values in times.items():
-        ratios = [t / b for t, b in zip(values, ref)]
-        print(f"| {name} | {1000 * statistics.median(values):.1f} | {statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |")
-        if name != "Seq2SeqTrainer":
-            rows.append({"benchmark": "adversarial", "figure": f"optimizer step, {name}, target {settings.target_length}",
-                         "baseline": "Seq2SeqTrainer step", "ratios": ratios, "goal": None})
-    return rows
+    ratio_header("variant")
+    return [json_row("adversarial", f"optimizer step, {name}, target {settings.target_length}", "Seq2SeqTrainer step", r)
+            for name, r in ratio_rows(times, "Seq2SeqTrainer").items() if name != "Seq2SeqTrainer"]
 
 
 # ------------------------------------------------------------------ 2. Monte-Carlo rewards
@@ -186,8 +176,8 @@ def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
         results["naive"] = naive_monte_carlo_rewards(engine, src, fakes, score, settings.rollouts)
 
     batched(), naive()  # warm-up
-    times = _interleaved({"batched": batched, "naive": naive}, settings.mc_repeats)
-    speedups = [n / b for n, b in zip(times["naive"], times["batched"])]
+    times = interleaved({"batched": batched, "naive": naive}, settings.mc_repeats)
+    speedups = ratios(times, "naive", "batched")
     # the two are samples: compare their row means (over the T - 1 Monte-Carlo positions), paired by row
     b, n = results["batched"][:, :-1], results["naive"][:, :-1]  # (R, T-1)
     diff = (b - n).mean(-1)  # (R,)
@@ -203,21 +193,21 @@ def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
     full_equal = torch.allclose(results["batched"][:, -1], results["naive"][:, -1])
     print(f"\nMean difference batched - naive {float(diff.mean()):+.4f} (paired z over {diff.numel()} rows: {z:+.2f}; |z| < 3: "
           f"{'same mean' if abs(z) < 3 else '**means differ**'}); last token (full-sequence score) identical: {full_equal}.")
-    rows = [{"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up of one batched decode",
-             "baseline": "naive loop (one sampler call per prefix length and rollout, batched over rows)", "ratios": speedups, "goal": MC_GOAL}]
+    rows = [json_row("adversarial", f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up of one batched decode",
+                     "naive loop (one sampler call per prefix length and rollout, batched over rows)", speedups, MC_GOAL)]
     if settings.row_loop_repeats:
         def per_row():
             results["per_row"] = naive_monte_carlo_rewards(engine, src, fakes, score, settings.rollouts, per_row=True)
 
-        row_times = _interleaved({"batched": batched, "per_row": per_row}, settings.row_loop_repeats)
-        row_speedups = [n / b for n, b in zip(row_times["per_row"], row_times["batched"])]
+        row_times = interleaved({"batched": batched, "per_row": per_row}, settings.row_loop_repeats)
+        row_speedups = ratios(row_times, "per_row", "batched")
         r = results["per_row"][:, :-1]
         print(f"\nPer-row loop (one sampler call per row, prefix and rollout: {settings.batch * calls} calls of batch 1), "
               f"{settings.row_loop_repeats} repeat(s): {1000 * statistics.median(row_times['per_row']):.0f} ms, batched "
               f"{1000 * statistics.median(row_times['batched']):.0f} ms, speed-up median {statistics.median(row_speedups):.1f} "
               f"(min {min(row_speedups):.1f}, max {max(row_speedups):.1f}); its mean reward {r.mean():.4f}.")
-        rows.append({"benchmark": "adversarial", "figure": f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up over a per-row loop",
-                     "baseline": "naive loop (one sampler call per row, prefix and rollout)", "ratios": row_speedups, "goal": MC_GOAL})
+        rows.append(json_row("adversarial", f"Monte-Carlo rewards N={settings.rollouts}, T={length}, batch {settings.batch}: speed-up over a per-row loop",
+                             "naive loop (one sampler call per row, prefix and rollout)", row_speedups, MC_GOAL))
     return rows
 
 
@@ -233,23 +223,15 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="write the speed figures as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_adversarial"))
     cli = parser.parse_args(argv)
-    settings = Settings.quick() if cli.quick else Settings()
-    for field in ("batch", "repeats", "mc_repeats", "row_loop_repeats", "threads"):
-        if getattr(cli, field) is not None:
-            settings = dataclasses.replace(settings, **{field: getattr(cli, field)})
-    torch.set_num_threads(settings.threads)
-    hf_logging.set_verbosity_error()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {settings.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads")
+    begin(settings.threads)
     tok = _tokenizer(settings)
     rows: list = []
     if cli.part in ("steps", "both"):
         rows += bench_steps(settings, tok, cli.output_dir)
     if cli.part in ("mc", "both"):
         rows += bench_monte_carlo(settings, tok)
-    if cli.json:
-        with open(cli.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(cli.json, rows)
 
 
 if __name__ == "__main__":

@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # bench_rollout's helpers, run from anywhere
+import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
 
-from bench_rollout import fixed_length_batch, fmt, json_row, machine_line, real_tokens, stats, timed  # noqa: E402
+from _timing import fmt, interleaved, json_row, machine_line, ratios, stats, timed, write_rows  # noqa: E402
+from bench_rollout import fixed_length_batch, real_tokens  # noqa: E402
 
 import torch  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, LogitsProcessorList  # noqa: E402
@@ -223,19 +221,16 @@ def bench(s: Settings, records: list | None = None) -> list[str]:
                 return tokens
 
             repeats = s.guide_repeats if case.discriminator is not None else s.repeats
-            times = {"base": [], "proc": []}
             with torch.no_grad():
                 run(case.baseline), run(case.kwargs())  # untimed warm-up
-                for r in range(repeats):
-                    for side in (("base", "proc") if r % 2 == 0 else ("proc", "base")):
-                        times[side].append(timed(lambda: run(case.baseline if side == "base" else case.kwargs()), s.clock)[0])
+                times = interleaved({"base": lambda: run(case.baseline), "proc": lambda: run(case.kwargs())}, repeats, clock=s.clock)
                 if case.discriminator is not None:
                     guide_rows.append(f"| {name} " + guidance_counts(case, run, s.target_length))
                 else:
                     us = call_time_us(case.processor, case.rows, model.config.vocab_size)
                     step_us = stats(times["base"])[1] / s.target_length * 1e6
                     call_rows.append(f"| {name} | {case.label} | {case.rows} x {model.config.vocab_size} | {us:,.1f} | {100 * us / step_us:.1f}% |")
-            overhead = [100.0 * (p / b - 1.0) for p, b in zip(times["proc"], times["base"])]
+            overhead = [100.0 * (r - 1.0) for r in ratios(times, "proc", "base")]
             overhead_rows.append(
                 f"| {name} | {case.label} | {stats(times['base'])[1]:.3f} | {stats(times['proc'])[1]:.3f} | {fmt(stats(overhead), '+.1f')} |"
             )
@@ -243,7 +238,7 @@ def bench(s: Settings, records: list | None = None) -> list[str]:
             if records is not None:
                 baseline = "beam search" if "beam" in case.label else "sampling" if "vs sampling" in case.label else "generate without the processor"
                 goal = GOAL if case.label.startswith(("temperature", "Gumbel")) else None
-                records.append(json_row("decoding", f"{name}: {case.label}", baseline, [p / b for p, b in zip(times["proc"], times["base"])], goal))
+                records.append(json_row("decoding", f"{name}: {case.label}", baseline, ratios(times, "proc", "base"), goal))
     return overhead_rows + [""] + call_rows + [""] + guide_rows
 
 
@@ -263,13 +258,11 @@ def main(argv=None) -> None:
         s.models = tuple(args.models)
     s.clock = args.clock
     torch.set_num_threads(args.threads)
-    print(machine_line(s))
+    print(machine_line(s.clock))
     print()
     records: list = []
     print("\n".join(bench(s, records)))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+    write_rows(args.json, records)
 
 
 if __name__ == "__main__":

@@ -44,18 +44,14 @@ import copy
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
+import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hf_seqgan.evaluation import mean_sweeps, plot_frontier, sweep_table  # noqa: E402
 from hf_seqgan.oracle import OracleTask  # noqa: E402
@@ -63,6 +59,7 @@ from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 from hf_seqgan.trainers.scheduled_sampling import ScheduledSamplingConfig, ScheduledSamplingTrainer  # noqa: E402
 
+from _timing import begin  # noqa: E402
 from bench_scheduled_sampling import _args  # noqa: E402  (the same training arguments)
 
 
@@ -267,12 +264,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="write the mean sweeps (quality figures, not speed ratios) to this JSON file")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_oracle"))
     cli = parser.parse_args(argv)
-    s = Settings.quick() if cli.quick else Settings()
-    for field in ("steps", "adv_steps", "d_pretrain", "rollouts", "threads"):
-        if getattr(cli, field) is not None:
-            s = dataclasses.replace(s, **{field: getattr(cli, field)})
-    if cli.seeds:
-        s = dataclasses.replace(s, seeds=tuple(cli.seeds))
+    s = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "steps", "adv_steps", "d_pretrain", "rollouts", "threads", "seeds")
     known = {name.lower(): name for name in list(FROM_SCRATCH) + list(FROM_MLE)}
     methods = list(known.values())
     if cli.methods:
@@ -283,10 +275,7 @@ def main(argv=None) -> None:
         if any(m in FROM_MLE for m in methods) and "MLE" not in methods:
             methods.insert(0, "MLE")
     methods.sort(key=lambda m: list(known.values()).index(m))
-    torch.set_num_threads(s.threads)
-    hf_logging.set_verbosity_error()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {s.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
+    begin(s.threads)
     run(s, methods, cli.output_dir, cli.plot or str(Path(cli.output_dir) / "frontier.png"), cli.json)
 
 

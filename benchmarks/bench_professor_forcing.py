@@ -26,24 +26,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
-import statistics
 import weakref
 from pathlib import Path
 
-import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
+import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer  # noqa: E402
 
-from bench_scheduled_sampling import _interleaved, _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
+from _timing import begin, interleaved, json_row, ratio_header, ratio_rows, write_rows  # noqa: E402
+from bench_scheduled_sampling import _optimizer_step, _random_ids, _tokenizer  # noqa: E402  (same batches, same step)
 
 GOAL = "<= 4x"
 VARIANTS = {  # name -> ProfessorForcingConfig fields (None: Seq2SeqTrainer)
@@ -111,20 +107,13 @@ def bench_speed(settings: Settings, tok, output_dir: str) -> list[dict]:
     trainers = {name: _trainer(next(models), fields, tok, output_dir) for name, fields in VARIANTS.items()}
     for trainer in trainers.values():
         _optimizer_step(trainer, batch, count)  # warm-up
-    names = list(trainers)
-    times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
+    times = interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
     print(f"\n### Step time, tiny {settings.family} (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
           f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
-    print("| variant | median ms/step | ratio median | ratio min | ratio max |")
-    print("|---|---|---|---|---|")
-    rows, ref = [], times["Seq2SeqTrainer"]
-    for name in names:
-        ratios = [t / b for t, b in zip(times[name], ref)]
-        print(f"| {name} | {1000 * statistics.median(times[name]):.1f} | {statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |")
-        if name != "Seq2SeqTrainer":
-            rows.append({"benchmark": "professor_forcing", "figure": f"step time, {name}, target {settings.target_length}",
-                         "baseline": "Seq2SeqTrainer", "ratios": ratios, "goal": GOAL if name == "PF sample" else None})
-    return rows
+    ratio_header("variant")
+    return [json_row("professor_forcing", f"step time, {name}, target {settings.target_length}", "Seq2SeqTrainer", ratios,
+                     GOAL if name == "PF sample" else None)
+            for name, ratios in ratio_rows(times, "Seq2SeqTrainer").items() if name != "Seq2SeqTrainer"]
 
 
 # ------------------------------------------------------------------ 2. activation memory
@@ -169,8 +158,7 @@ def bench_memory(settings: Settings, tok, output_dir: str) -> list[dict]:
         per_token = (table[last][name] - table[first][name]) / ((last - first) * settings.batch) / 1024
         print(f"| {name} | " + " | ".join(f"{table[n][name] / 2**20:.1f}" for n in settings.memory_lengths) + f" | {ratio:.2f} | {per_token:.1f} |")
         if name != "Seq2SeqTrainer":
-            rows.append({"benchmark": "professor_forcing", "figure": f"activation memory, {name}, target {last}",
-                         "baseline": "Seq2SeqTrainer", "ratios": [ratio], "goal": None})
+            rows.append(json_row("professor_forcing", f"activation memory, {name}, target {last}", "Seq2SeqTrainer", [ratio]))
     return rows
 
 
@@ -183,23 +171,15 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="write the figures as a list of rows to this file")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_professor_forcing"))
     cli = parser.parse_args(argv)
-    settings = Settings.quick() if cli.quick else Settings()
-    for field, value in (("repeats", cli.repeats), ("threads", cli.threads)):
-        if value is not None:
-            settings = dataclasses.replace(settings, **{field: value})
-    torch.set_num_threads(settings.threads)
-    hf_logging.set_verbosity_error()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {settings.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "threads")
+    begin(settings.threads)
     tok = _tokenizer(settings)
     rows = []
     if cli.part in ("speed", "both"):
         rows += bench_speed(settings, tok, cli.output_dir)
     if cli.part in ("memory", "both"):
         rows += bench_memory(settings, tok, cli.output_dir)
-    if cli.json:
-        with open(cli.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(cli.json, rows)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ transient buffers freed during the forward pass and the parameter gradients are 
 (``tracemalloc`` does not see torch's allocator, and CPU torch has no ``max_memory_allocated``.)
 
 Fairness rules: in every repeat each engine call and its baseline run back to back, in alternating
-order, with the garbage collector paused, after one untimed warm-up call of each; the machine's
+order, with the garbage collector paused (``_timing.interleaved``), after one untimed warm-up call of each; the machine's
 noise therefore hits both sides of a ratio alike. Models are randomly initialised tiny models built
 with :func:`hf_seqgan.tiny.build_tiny_model` (d_model 64, 2+2 layers, 4 heads, FFN 256) and a
 byte-level BPE tokenizer trained on :func:`hf_seqgan.synthetic.summarization_pairs` text.
@@ -42,22 +42,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import os
-import platform
-import statistics
-import subprocess
-import time
 import weakref
 
 import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 
 from hf_seqgan.rollout import RolloutEngine  # noqa: E402
 from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
+
+from _timing import CLOCKS, fmt, interleaved, json_row, machine_line, ratios, stats, write_rows  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -81,29 +77,6 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def stats(values) -> tuple[float, float, float]:
-    return min(values), statistics.median(values), max(values)
-
-
-def fmt(triple, spec: str = ",.0f") -> str:
-    return " / ".join(format(v, spec) for v in triple)
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def timed(fn, clock: str):
-    """``(seconds, result)`` of one call on ``CLOCKS[clock]``, with the garbage collector paused (as timeit does)."""
-    clock = CLOCKS[clock]
-    gc.disable()
-    try:
-        start = clock()
-        result = fn()
-        return clock() - start, result
-    finally:
-        gc.enable()
-
-
 def real_tokens(sequences: torch.Tensor, eos_id: int) -> int:
     """Generated tokens of ``(B, T)`` sequences: up to and including each row's first EOS."""
     is_eos = (sequences == eos_id).long()
@@ -144,26 +117,7 @@ def saved_activation_bytes(step, params) -> int:
     return sum(storages.values())
 
 
-def machine_line(s: Settings) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"Machine: {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"{s.clock} clock, "
-        f"transformers {transformers.__version__}, Python {platform.python_version()}"
-    )
-
-
 # ---------------------------------------------------------------------------------- benchmarks
-def json_row(benchmark: str, figure: str, baseline: str, ratios, goal=None) -> dict:
-    """One figure in the form ``benchmarks/run_all.py`` gathers: every per-repeat ratio against its baseline."""
-    return {"benchmark": benchmark, "figure": figure, "baseline": baseline, "ratios": [float(r) for r in ratios], "goal": goal}
-
-
 def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None) -> list[str]:
     """Engine ``sample`` vs ``generate``: generated tokens/s, side by side per repeat (JSON rows appended to ``records``)."""
     L = s.target_length
@@ -174,28 +128,26 @@ def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None)
         for batch in s.sample_batches:
             inputs = fixed_length_batch(tok, articles, batch, s.source_length)
 
-            def run_engine(engine=engine, inputs=inputs):
-                rollout = engine.sample(**inputs, max_new_tokens=L, min_new_tokens=L, do_sample=True, top_k=0)
-                return int(rollout.attention_mask.sum())
+            def check(name, tokens, family=family, batch=batch):
+                if tokens != batch * L:
+                    raise RuntimeError(f"{name} generated {tokens} tokens for {family} batch {batch}, expected {batch * L}.")
 
-            def run_generate(model=model, inputs=inputs):
+            def run_engine(engine=engine, inputs=inputs, check=check):
+                rollout = engine.sample(**inputs, max_new_tokens=L, min_new_tokens=L, do_sample=True, top_k=0)
+                check("engine", int(rollout.attention_mask.sum()))
+
+            def run_generate(model=model, inputs=inputs, check=check):
                 out = model.generate(**inputs, do_sample=True, top_k=0, max_new_tokens=L, min_new_tokens=L)
-                return real_tokens(out[:, 1:], tok.eos_token_id)  # (B, L) after the decoder start
+                check("generate", real_tokens(out[:, 1:], tok.eos_token_id))  # (B, L) after the decoder start
 
             cases.append((family, batch, {"engine": run_engine, "generate": run_generate}))
-    rates = {(f, b): {"engine": [], "generate": []} for f, b, _ in cases}
+    times = {}
     with torch.no_grad():
         for _, _, fns in cases:  # untimed warm-up of every path
             for fn in fns.values():
                 fn()
-        for r in range(s.repeats):
-            for family, batch, fns in cases:
-                order = ("engine", "generate") if r % 2 == 0 else ("generate", "engine")
-                for name in order:
-                    seconds, tokens = timed(fns[name], s.clock)
-                    if tokens != batch * L:
-                        raise RuntimeError(f"{name} generated {tokens} tokens for {family} batch {batch}, expected {batch * L}.")
-                    rates[family, batch][name].append(tokens / seconds)
+        for family, batch, fns in cases:
+            times[family, batch] = interleaved(fns, s.repeats, clock=s.clock)
     rows = [
         f"Sampling throughput, generated tokens/s (min / median / max over {s.repeats} repeats); "
         f"source {s.source_length} tokens, {L} new tokens a row, do_sample=True, top_k=0",
@@ -204,11 +156,11 @@ def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None)
         "|---|---|---|---|---|---|",
     ]
     for family, batch, _ in cases:
-        eng, gen = rates[family, batch]["engine"], rates[family, batch]["generate"]
-        ratios = [e / g for e, g in zip(eng, gen)]
-        rows.append(f"| {family} | {batch} | {batch * L} | {fmt(stats(eng))} | {fmt(stats(gen))} | {fmt(stats(ratios), '.2f')} |")
+        eng, gen = ([batch * L / t for t in times[family, batch][name]] for name in ("engine", "generate"))
+        speed = ratios(times[family, batch], "generate", "engine")  # engine tokens/s over generate tokens/s
+        rows.append(f"| {family} | {batch} | {batch * L} | {fmt(stats(eng))} | {fmt(stats(gen))} | {fmt(stats(speed), '.2f')} |")
         if records is not None:
-            records.append(json_row("rollout", f"sampling tokens/s, {family} batch {batch}", "generate(do_sample=True)", ratios, ">= 1.0"))
+            records.append(json_row("rollout", f"sampling tokens/s, {family} batch {batch}", "generate(do_sample=True)", speed, ">= 1.0"))
     return rows
 
 
@@ -233,12 +185,8 @@ def bench_differentiable(models, tok, pairs, s: Settings, records: list | None =
 
         fns = {"differentiable": differentiable, "teacher-forced": teacher_forced}
         memory = {name: saved_activation_bytes(fn, list(model.parameters())) for name, fn in fns.items()}  # also the warm-up
-        times = {name: [] for name in fns}
-        for r in range(s.repeats):
-            for name in (tuple(fns) if r % 2 == 0 else tuple(reversed(fns))):
-                model.zero_grad(set_to_none=True)
-                seconds, _ = timed(lambda fn=fns[name]: fn().backward(), s.clock)
-                times[name].append(seconds)
+        steps = {name: (lambda fn=fn: fn().backward()) for name, fn in fns.items()}
+        times = interleaved(steps, s.repeats, clock=s.clock, before=lambda model=model: model.zero_grad(set_to_none=True))
         model.zero_grad(set_to_none=True)
         model.eval()
         results[family] = (times, memory)
@@ -251,16 +199,16 @@ def bench_differentiable(models, tok, pairs, s: Settings, records: list | None =
     ]
     for family, (times, memory) in results.items():
         diff, tf = times["differentiable"], times["teacher-forced"]
-        ratios = [d / t for d, t in zip(diff, tf)]
+        time_ratios = ratios(times, "differentiable", "teacher-forced")
         mib = {name: value / 2**20 for name, value in memory.items()}
         rows.append(
             f"| {family} | {fmt(stats([1e3 * d for d in diff]), '.1f')} | {fmt(stats([1e3 * t for t in tf]), '.1f')} | "
-            f"{fmt(stats(ratios), '.2f')} | {mib['differentiable']:.2f} | {mib['teacher-forced']:.2f} | "
+            f"{fmt(stats(time_ratios), '.2f')} | {mib['differentiable']:.2f} | {mib['teacher-forced']:.2f} | "
             f"{memory['differentiable'] / memory['teacher-forced']:.1f} |"
         )
         if records is not None:
             baseline = "teacher-forced forward + backward"
-            records.append(json_row("rollout", f"differentiable decode + backward time, {family}", baseline, ratios))
+            records.append(json_row("rollout", f"differentiable decode + backward time, {family}", baseline, time_ratios))
             records.append(json_row("rollout", f"differentiable decode saved activations, {family}", baseline,
                                     [memory["differentiable"] / memory["teacher-forced"]]))
     return rows
@@ -299,7 +247,7 @@ def main(argv=None) -> None:
 
     gc.collect()
     gc.freeze()  # the imported libraries' objects: later collections stay short and rare
-    print(machine_line(settings))
+    print(machine_line(settings.clock))
     print(
         f"Models: tiny {', '.join(f'{f} ({n / 1e6:.2f}M params)' for f, n in n_params.items())}; d_model {settings.d_model}, "
         f"2+2 layers, FFN {settings.ffn}, vocabulary {len(tok)}; randomly initialised"
@@ -309,9 +257,7 @@ def main(argv=None) -> None:
     print("\n".join(bench_sampling(models, tok, pairs, settings, records)))
     print()
     print("\n".join(bench_differentiable(models, tok, pairs, settings, records)))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+    write_rows(args.json, records)
 
 
 if __name__ == "__main__":

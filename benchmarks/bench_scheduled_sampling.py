@@ -32,26 +32,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
+import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hf_seqgan.oracle import OracleTask  # noqa: E402
 from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
 from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
 from hf_seqgan.trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer  # noqa: E402
+
+from _timing import begin, interleaved, json_row, ratio_header, ratio_rows, write_rows  # noqa: E402
+
+_interleaved = interleaved  # the name bench_grpo.py imports from here
 
 SPEED_VARIANTS = {  # name -> ScheduledSamplingConfig fields (None: Seq2SeqTrainer)
     "Seq2SeqTrainer": None,
@@ -140,27 +139,10 @@ def _optimizer_step(trainer, batch, count) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
 
 
-def _interleaved(calls: dict, repeats: int) -> dict:
-    """Seconds per call of each function, all run once per repeat in a rotated order, GC paused."""
-    names = list(calls)
-    times = {name: [] for name in names}
-    gc.disable()
-    try:
-        for r in range(repeats):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                start = time.perf_counter()
-                calls[name]()
-                times[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return times
-
-
 def bench_speed(settings: Settings, tok, output_dir: str, records: list | None = None) -> None:
     print(f"\n### Step time, batch {settings.batch}, source {settings.source_length}, target {settings.target_length} "
           f"({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
-    print("| model | variant | median ms/step | ratio median | ratio min | ratio max |")
-    print("|---|---|---|---|---|---|")
+    ratio_header("model", "variant")
     g = torch.Generator().manual_seed(0)
     for family in settings.families:
         base = build_tiny_model(family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
@@ -177,17 +159,11 @@ def bench_speed(settings: Settings, tok, output_dir: str, records: list | None =
             trainer.current_gradient_accumulation_steps = 1
             _optimizer_step(trainer, batch, count)  # warm-up
             trainers[name] = trainer
-        names = list(trainers)
-        times = _interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
-        ref = times["Seq2SeqTrainer"]
-        for name in names:
-            ratios = [t / b for t, b in zip(times[name], ref)]
-            print(f"| {family} | {name} | {1000 * statistics.median(times[name]):.1f} | {statistics.median(ratios):.2f} "
-                  f"| {min(ratios):.2f} | {max(ratios):.2f} |")
+        times = interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
+        for name, ratios in ratio_rows(times, "Seq2SeqTrainer", family).items():
             if records is not None and name != "Seq2SeqTrainer":
                 goal = "<= 1.4" if name.startswith("parallel") and "backprop" not in name else None  # the scheduled-sampling issue's goal for the parallel mode
-                records.append({"benchmark": "scheduled_sampling", "figure": f"optimizer step, {family}: {name}",
-                                "baseline": "Seq2SeqTrainer step", "ratios": ratios, "goal": goal})
+                records.append(json_row("scheduled_sampling", f"optimizer step, {family}: {name}", "Seq2SeqTrainer step", ratios, goal))
 
 
 # ------------------------------------------------------------------ 2. quality on an oracle task
@@ -251,25 +227,15 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="write the step-time ratios as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_scheduled_sampling"))
     cli = parser.parse_args(argv)
-    settings = Settings.quick() if cli.quick else Settings()
-    for field, value in (("repeats", cli.repeats), ("steps", cli.steps), ("threads", cli.threads)):
-        if value is not None:
-            settings = dataclasses.replace(settings, **{field: value})
-    if cli.seeds:
-        settings = dataclasses.replace(settings, seeds=tuple(cli.seeds))
-    torch.set_num_threads(settings.threads)
-    hf_logging.set_verbosity_error()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {settings.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "steps", "threads", "seeds")
+    begin(settings.threads)
     tok = _tokenizer(settings)
     records: list = []
     if cli.part in ("speed", "both"):
         bench_speed(settings, tok, cli.output_dir, records)
     if cli.part in ("quality", "both"):
         bench_quality(settings, cli.output_dir, cli.methods)
-    if cli.json:
-        with open(cli.json, "w") as f:
-            json.dump(records, f, indent=1)
+    write_rows(cli.json, records)
 
 
 if __name__ == "__main__":
