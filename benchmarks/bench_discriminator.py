@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_discriminator.py --quick                 # seconds: the CI smoke run
     python benchmarks/bench_discriminator.py --seeds 0 1 2 --json d.json   # the full run (RESULTS.md)
     python benchmarks/bench_discriminator.py --designs               # the design study (seed 0)
+    python benchmarks/bench_discriminator.py --report d.json         # the tables of a saved run again
 
 Task and student: those of ``bench_oracle.py`` (its :class:`Settings` and helpers, imported): the
 oracle BART of seed 0, 4,000 training pairs, a BART student trained 250 MLE steps per seed.
@@ -199,14 +200,29 @@ def _mean_sd(values) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def mle_test_at_same_quality(mle_rows: list[dict], nll_oracle: float):
+    """MLE's NLL_test at the temperature where its NLL_oracle equals ``nll_oracle`` (linear
+    interpolation along the sweep), or None outside the sweep."""
+    points = sorted((r["nll_oracle"], r["nll_test"], r["temperature"]) for r in mle_rows)
+    for (o0, t0, k0), (o1, t1, k1) in zip(points, points[1:]):
+        if o0 <= nll_oracle <= o1:
+            w = 0.0 if o1 == o0 else (nll_oracle - o0) / (o1 - o0)
+            return t0 + w * (t1 - t0), k0 + w * (k1 - k0)
+    return None
+
+
 def verdict(mle_rows, row) -> str:
     match, reason = mle_at_same_coverage(mle_rows, row["nll_test"])
     if match is not None:
         return f"{row['nll_oracle'] - match[0]:+.3f} (MLE T={match[1]:.2f})"
     t1 = next(r for r in mle_rows if r["temperature"] == 1.0)
+    text = reason
     if row["nll_test"] < t1["nll_test"]:
-        return f"{reason}: NLL_oracle {row['nll_oracle'] - t1['nll_oracle']:+.3f} vs MLE T=1"
-    return reason
+        text = f"{reason}: NLL_oracle {row['nll_oracle'] - t1['nll_oracle']:+.3f} vs MLE T=1"
+    same = mle_test_at_same_quality(mle_rows, row["nll_oracle"])
+    if same is not None:
+        text += f"; NLL_test {row['nll_test'] - same[0]:+.3f} vs MLE at equal NLL_oracle (T={same[1]:.2f})"
+    return text
 
 
 def run(s: Settings, designs: bool, json_path) -> None:
@@ -246,10 +262,10 @@ def run(s: Settings, designs: bool, json_path) -> None:
             if DESIGNS[s.design] and DESIGNS[s.design].get("head") == "ratio":
                 per_seed["controls"]["the ratio discriminator's trunk, sampled directly"] = mle_frontier(task, chosen.model, test, s, seed)
         record["seeds"][seed] = per_seed
+        if json_path:  # after every seed: a long run that stops keeps what it measured
+            with open(json_path, "w") as f:
+                json.dump(record, f, indent=1, default=str)
     report(record, s, designs)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(record, f, indent=1, default=str)
 
 
 def report(record: dict, s: Settings, designs: bool) -> None:
@@ -311,6 +327,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--d_steps", type=int)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--report", default=None, help="print the tables of a --json file written earlier, and stop")
     cli = parser.parse_args(argv)
     s = Settings.quick() if cli.quick else Settings()
     if cli.seeds:
@@ -319,6 +336,12 @@ def main(argv=None) -> None:
         s = dataclasses.replace(s, seeds=(0,))
     if cli.d_steps:
         s = dataclasses.replace(s, d_steps=cli.d_steps)
+    if cli.report:
+        with open(cli.report) as f:
+            record = json.load(f)
+        s = dataclasses.replace(s, seeds=tuple(int(k) for k in record["seeds"]))
+        report(record, s, designs=not record["seeds"][next(iter(record["seeds"]))].get("mle"))
+        return
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
