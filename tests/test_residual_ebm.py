@@ -46,16 +46,24 @@ def _weights(fn):
     return torch.exp(-fn(ys, torch.ones_like(ys), None, None)).double()
 
 
+def _compositions(total: int, parts: int):
+    """Every tuple of ``parts`` non-negative integers summing to ``total``."""
+    if parts == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first,) + rest
+
+
 def exact_q_n(p: torch.Tensor, w: torch.Tensor, n: int) -> torch.Tensor:
     """The exact distribution of importance resampling from n candidates (n - 1 others ~ p)."""
     values = sorted(set(w.tolist()))
-    classes = torch.tensor([float(p[w == v].sum()) for v in values], dtype=torch.double)
+    classes = [float(p[w == v].sum()) for v in values]
     expect = torch.zeros(len(p), dtype=torch.double)
-    for counts in itertools.product(range(n), repeat=len(values)):
-        if sum(counts) != n - 1:
-            continue
+    for counts in _compositions(n - 1, len(values)):
         coef = math.factorial(n - 1) / math.prod(math.factorial(c) for c in counts)
-        prob = coef * float(torch.prod(classes ** torch.tensor(counts, dtype=torch.double)))
+        prob = coef * math.prod(c ** k for c, k in zip(classes, counts))
         others = sum(c * v for c, v in zip(counts, values))
         expect += prob * n / (w + others)
     return p * w * expect
