@@ -10,7 +10,9 @@ The public API is listed in ``__all__``. The building blocks:
 - :mod:`hf_seqgan.logits_process` and :mod:`hf_seqgan.reranking`: temperature schedules, Gumbel
   sampling, discriminator-guided decoding, best-of-N reranking;
 - :mod:`hf_seqgan.discriminators` and :mod:`hf_seqgan.rewards`: the discriminator adapter, rewards
-  and baselines;
+  and baselines; :mod:`hf_seqgan.seq2seq_discriminator`: the discriminator made from the generator
+  (the trainers' default) and its held-out training loop; :mod:`hf_seqgan.residual_ebm`: decoding
+  by importance resampling under a learned energy;
 - :mod:`hf_seqgan.hidden_discriminator`: the hidden-state discriminator of professor forcing;
 - :mod:`hf_seqgan.noise`: word shuffle / drop / blank input noise for denoising auto-encoding;
 - :mod:`hf_seqgan.trainers`: `ScheduledSamplingTrainer`, `ProfessorForcingTrainer`,
@@ -59,6 +61,14 @@ _LAZY = {
     "SequenceDiscriminator": ".discriminators",
     "build_default_discriminator": ".discriminators",
     "discriminator_loss": ".discriminators",
+    "Seq2SeqDiscriminator": ".seq2seq_discriminator",
+    "train_discriminator": ".seq2seq_discriminator",
+    "DiscriminatorTrainingResult": ".seq2seq_discriminator",
+    "heldout_metrics": ".seq2seq_discriminator",
+    "ResidualEBM": ".residual_ebm",
+    "ResidualEBMOutput": ".residual_ebm",
+    "discriminator_energy": ".residual_ebm",
+    "importance_resample": ".residual_ebm",
     "DiscriminatorReward": ".rewards",
     "TextReward": ".rewards",
     "monte_carlo_rewards": ".rewards",
@@ -101,7 +111,7 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "__version__"]
-_SUBMODULES = {"cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
+_SUBMODULES = {"seq2seq_discriminator", "residual_ebm", "cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
                "recipes", "registry", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
 
 
@@ -132,6 +142,8 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .logits_process import TemperatureScheduleLogitsWarper, GumbelSamplingLogitsProcessor, DiscriminatorGuidedLogitsProcessor, sentence_end_token_ids
     from .reranking import generate_and_rerank, RerankOutput
     from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
+    from .seq2seq_discriminator import Seq2SeqDiscriminator, train_discriminator, DiscriminatorTrainingResult, heldout_metrics
+    from .residual_ebm import ResidualEBM, ResidualEBMOutput, discriminator_energy, importance_resample
     from .rewards import DiscriminatorReward, TextReward, monte_carlo_rewards, step_level_rewards, discounted_returns, MovingAverageBaseline, leave_one_out_baseline, self_critical_baseline
     from .trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer, ProfessorForcingConfig, ProfessorForcingTrainer, AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer, GRPOConfig, GRPOTrainer, NonFiniteTrainingError
     from .hidden_discriminator import HiddenStateDiscriminator

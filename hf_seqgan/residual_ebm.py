@@ -237,7 +237,7 @@ class ResidualEBM:
             ``mean_energy`` (of the references), ``tokens``, ``num_samples``.
         """
         from .evaluation import _batches, _examples
-        from .trainers._policy import sampled_logprobs
+        from .scoring import sampled_logprobs
 
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 (a standard error needs two samples), got {num_samples!r}.")

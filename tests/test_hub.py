@@ -205,7 +205,8 @@ def test_cards_of_other_auxiliaries(make_model, tokenizer, data, tmp_path):
 
 
 def _adversarial(make_model, tokenizer, data, out, **kwargs):
-    args = AdversarialConfig(str(out), mle_weight="linear:1,0,2", **{**QUIET, "max_steps": 2, **kwargs})
+    # the classifier discriminator: these tests check its folder's files (a Seq2SeqDiscriminator saves a generator copy)
+    args = AdversarialConfig(str(out), mle_weight="linear:1,0,2", discriminator_type="classifier", **{**QUIET, "max_steps": 2, **kwargs})
     return AdversarialTrainer(make_model("marian", warm=False), args=args, train_dataset=data, processing_class=tokenizer)
 
 

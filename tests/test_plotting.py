@@ -51,7 +51,7 @@ def test_plot_training_after_a_real_adversarial_run(make_model, tokenizer, corpu
     logged = {k for h in trainer.state.log_history for k in h}
     drawn = {k for keys in panels.values() for k in keys}
     assert drawn <= logged
-    assert set(panels["discriminator accuracy"]) == {"d_acc_real", "d_acc_fake"}
+    assert set(panels["discriminator accuracy"]) == {"d_acc_real", "d_acc_fake", "d_acc"}
     assert panels["discriminator loss"] == ["d_loss"]
     assert {"reward", "baseline"} <= set(panels["reward and baseline"])
     assert {"loss", "mle_loss", "eval_loss"} <= set(panels["generator loss / NLL"])

@@ -113,6 +113,7 @@ def test_a_trainer_added_to_the_package_is_one_file(tmp_path):
 #: scoring / rewards -> rollout -> processors -> sampling / schedules; nothing low imports a trainer or an example)
 LAYERS = {
     "sampling": 0, "schedules": 0, "synthetic": 0, "registry": 0, "metrics": 0, "noise": 0, "tiny": 0, "plotting": 0, "directions": 0,
+    "collapse": 1, "pretraining": 1,
     "discriminators": 1, "hidden_discriminator": 1,
     "logits_process": 2,
     "rollout": 3,

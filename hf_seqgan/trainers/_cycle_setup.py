@@ -32,18 +32,17 @@ def check_reconstructor(reconstructor, generator, tokenizer, *, gumbel: bool) ->
                          "reconstruction_update='reinforce', or a reconstructor built on G's vocabulary.")
 
 
-def build_domain_discriminator(discriminator, generator_tokenizer, args, *, discriminator_tokenizer=None, peft_config=None, vocab_size=None):
+def build_domain_discriminator(discriminator, generator_tokenizer, args, *, generator, discriminator_tokenizer=None, peft_config=None):
     """The Y-domain discriminator of a cycle run: ``discriminator`` (a `SequenceDiscriminator` or a raw
-    classifier with its tokenizer) or a default one on the generator's vocabulary; unconditional, since
-    no pairs exist; checked for soft inputs when ``args.adversarial_update == "gumbel"``."""
-    from ..discriminators import SequenceDiscriminator, build_default_discriminator
+    classifier with its tokenizer) or the default of ``args.discriminator_type`` (built from the
+    generator, or a small classifier on its vocabulary); unconditional, since no pairs exist; checked
+    for soft inputs when ``args.adversarial_update == "gumbel"``."""
+    from ..discriminators import SequenceDiscriminator
     from ._base import apply_peft
+    from ._policy import default_discriminator
 
     if discriminator is None:
-        discriminator = build_default_discriminator(
-            generator_tokenizer, conditional=False, hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers,
-            seed=args.seed, dropout=args.discriminator_dropout, vocab_size=vocab_size,
-        )
+        discriminator = default_discriminator(generator, generator_tokenizer, args, conditional=False)
     elif not isinstance(discriminator, SequenceDiscriminator):
         if discriminator_tokenizer is None:
             raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); or pass a SequenceDiscriminator.")

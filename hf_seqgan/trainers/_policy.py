@@ -30,13 +30,14 @@ from ..schedules import as_schedule, schedule_field
 
 from ..scoring import sampled_logprobs  # noqa: F401  (re-exported: the trainers import the policy pieces from here)
 
-__all__ = ["PolicyFields", "DiscriminatorFields", "check_shared_fields", "LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
+__all__ = ["PolicyFields", "DiscriminatorFields", "check_shared_fields", "default_discriminator", "sync_discriminator_reference", "LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
 
 #: aggregations of the per-token loss: TRL's "grpo" (mean over each completion's tokens, then over
 #: completions), "bnpo" (mean over every token of the batch), "dr_grpo" (sum over tokens / (rows x
 #: max_completion_length)); "reinforce": sum over each completion's tokens, mean over completions
 #: (the plain score-function estimator of a sequence reward).
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "reinforce")
+DISCRIMINATOR_TYPES = ("seq2seq", "classifier")
 SCALE_REWARDS = ("group", "batch", "none")
 # the module attributes transformers' models read their dropout probabilities from (besides nn.Dropout modules)
 _DROPOUT_ATTRIBUTES = ("dropout", "attention_dropout", "activation_dropout", "dropout_rate", "layerdrop", "attn_dropout", "hidden_dropout")
@@ -64,17 +65,20 @@ class PolicyFields:
 class DiscriminatorFields:
     """The fields of a trainer's discriminator: its optimizer and the default one's size."""
 
+    discriminator_type: str = dataclasses.field(default="seq2seq", metadata={"help": "The default discriminator (when none is given): 'seq2seq' (Seq2SeqDiscriminator: a copy of the generator scoring log p_copy - log p_generator, which can see what the generator gets wrong) or 'classifier' (a small BERT on the generator's vocabulary, trained from scratch)."})
     discriminator_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Learning rate of the discriminator's own optimizer."})
     discriminator_optimizer: str = dataclasses.field(default="adamw", metadata={"help": "The discriminator's optimizer: adamw, adam or sgd."})
     discriminator_max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "Gradient clipping of the discriminator (0 = off)."})
     discriminator_label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "One-sided label smoothing of the real targets (0.1 -> 0.9)."})
-    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default discriminator."})
-    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default discriminator."})
-    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator."})
+    discriminator_hidden_size: int = dataclasses.field(default=64, metadata={"help": "Hidden size of the default 'classifier' discriminator."})
+    discriminator_layers: int = dataclasses.field(default=2, metadata={"help": "Layers of the default 'classifier' discriminator."})
+    discriminator_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Dropout of the default discriminator (of the 'seq2seq' one's trunk)."})
 
 
 def check_shared_fields(config) -> None:
     """Validate (and normalise) the :class:`PolicyFields` and :class:`DiscriminatorFields` of a config."""
+    if config.discriminator_type not in DISCRIMINATOR_TYPES:
+        raise ValueError(f"discriminator_type={config.discriminator_type!r} is not one of {DISCRIMINATOR_TYPES}.")
     if config.reward not in REWARD_KINDS:
         raise ValueError(f"reward={config.reward!r} is not one of {REWARD_KINDS}.")
     if isinstance(config.num_samples, bool) or not isinstance(config.num_samples, int) or config.num_samples < 1:
@@ -234,3 +238,37 @@ def _auc(real: torch.Tensor, fake: torch.Tensor) -> float:
     """P(score of a real row > score of a generated row), ties counted half."""
     diff = real[:, None] - fake[None, :]  # (B, R)
     return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
+
+
+def default_discriminator(generator, tokenizer, args, *, conditional: bool):
+    """The discriminator a trainer builds when none is given (``args.discriminator_type``): a
+    :class:`~hf_seqgan.seq2seq_discriminator.Seq2SeqDiscriminator` made from the generator (the
+    default: on the oracle task it reached held-out accuracy 0.76 where a classifier trained from
+    scratch reached 0.60-0.65), or the small classifier of
+    :func:`~hf_seqgan.discriminators.build_default_discriminator`."""
+    from ..sampling import unwrap_model
+
+    if args.discriminator_type == "seq2seq":
+        from ..seq2seq_discriminator import Seq2SeqDiscriminator
+
+        return Seq2SeqDiscriminator(unwrap_model(generator), tokenizer, conditional=conditional, dropout=args.discriminator_dropout, seed=args.seed)
+    from ..discriminators import build_default_discriminator
+
+    return build_default_discriminator(tokenizer, conditional=conditional, hidden_size=args.discriminator_hidden_size,
+                                       num_layers=args.discriminator_layers, seed=args.seed, dropout=args.discriminator_dropout,
+                                       vocab_size=unwrap_model(generator).config.vocab_size)
+
+
+def sync_discriminator_reference(trainer, discriminator) -> None:
+    """Keep a generator-made discriminator's frozen copy of the generator current: its log-ratio is
+    then taken against the generator being trained. Once per optimizer step; not for a PEFT
+    generator (whose weights are the base plus adapters: the copy keeps the starting model)."""
+    from ..sampling import unwrap_model
+
+    if getattr(discriminator, "reference", None) is None or trainer._synced_reference_at == trainer.state.global_step:
+        return
+    trainer._synced_reference_at = trainer.state.global_step
+    generator = getattr(trainer.model, "module", trainer.model)
+    if hasattr(generator, "peft_config"):
+        return
+    discriminator.sync_reference(unwrap_model(generator))

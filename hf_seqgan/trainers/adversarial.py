@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..discriminators import SequenceDiscriminator, build_default_discriminator
+from ..discriminators import SequenceDiscriminator
 from ..rewards import (
     DiscriminatorReward,
     MovingAverageBaseline,
@@ -60,7 +60,10 @@ from ..rollout import Encoded, RolloutEngine, token_logprobs
 from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
-from ._policy import DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs
+from ._policy import (
+    DiscriminatorFields, PolicyFields, check_shared_fields, default_discriminator, disable_dropout, discriminator_step, policy_loss,
+    sampled_logprobs, sync_discriminator_reference,
+)
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
 
@@ -247,6 +250,7 @@ class AdversarialTrainer(BaseTrainer):
         self._heldout: collections.deque = collections.deque(maxlen=10)  # the discriminator's recent held-out accuracies
         self._pretrained = False  # pre-training ended on discriminator_pretrain_target_accuracy
         self._checked_discriminator = False
+        self._synced_reference_at = None
         self.ref_model = None
         if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
             self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
@@ -255,11 +259,7 @@ class AdversarialTrainer(BaseTrainer):
     def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
         args = self.args
         if discriminator is None:
-            discriminator = build_default_discriminator(
-                self.processing_class, conditional=args.conditional_discriminator,
-                hidden_size=args.discriminator_hidden_size, num_layers=args.discriminator_layers, seed=args.seed,
-                dropout=args.discriminator_dropout, vocab_size=unwrap_model(self.model).config.vocab_size,
-            )
+            discriminator = default_discriminator(self.model, self.processing_class, args, conditional=args.conditional_discriminator)
         elif not isinstance(discriminator, SequenceDiscriminator):
             if tokenizer is None:
                 raise ValueError("A raw classifier as discriminator needs discriminator_processing_class (its tokenizer); "
@@ -318,6 +318,8 @@ class AdversarialTrainer(BaseTrainer):
         max_new = args.max_new_tokens or labels.shape[1]
         sampling = dict(do_sample=args.do_sample, temperature=args.sampling_temperature, top_k=args.top_k or None, top_p=args.top_p)
         pretraining = self.discriminator is not None and step < args.discriminator_pretrain_steps and not self._pretrained
+        if self.discriminator is not None:
+            sync_discriminator_reference(self, self.discriminator)  # its rewards and update are against this step's generator
         if self.discriminator is not None and not pretraining and not self._checked_discriminator:
             self._check_discriminator()
         # the encoder runs once per source: in the graph when the REINFORCE forward needs it, detached for the decodes

@@ -70,7 +70,10 @@ from ..sampling import soft_embed, unwrap_model
 from ..schedules import as_schedule, schedule_field
 from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._latent import latent_terms
-from ._policy import DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs
+from ._policy import (
+    DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs,
+    sync_discriminator_reference,
+)
 from ..directions import Direction, prepend_soft
 from ..hidden_discriminator import HiddenStateDiscriminator
 from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
@@ -227,6 +230,7 @@ class CycleTrainer(BaseTrainer):
         self.tau = as_schedule(args.tau)
         self.baselines = {name: MovingAverageBaseline(args.baseline_decay) for name in ("reconstruction", "adversarial")}
         self.micro_steps = 0
+        self._synced_reference_at = None
         tags = [self._token_id(args.x_token), self._token_id(args.y_token)]
         self.noiser = TextNoiser(processing_class, word_shuffle=args.word_shuffle, word_dropout=args.word_dropout, word_blank=args.word_blank,
                                  whole_words=args.noise_whole_words, protected_ids=[t for t in tags if t is not None])
@@ -289,8 +293,8 @@ class CycleTrainer(BaseTrainer):
 
     def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
         args = self.args
-        discriminator = build_domain_discriminator(discriminator, self.processing_class, args, discriminator_tokenizer=tokenizer,
-                                                   peft_config=peft_config, vocab_size=unwrap_model(self.model).config.vocab_size)
+        discriminator = build_domain_discriminator(discriminator, self.processing_class, args, generator=self.model, discriminator_tokenizer=tokenizer,
+                                                   peft_config=peft_config)
         self.add_auxiliary("discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
                            max_grad_norm=args.discriminator_max_grad_norm or None, optimizer=args.discriminator_optimizer)
         shares = discriminator.shares_vocabulary(self.processing_class)
@@ -532,6 +536,7 @@ class CycleTrainer(BaseTrainer):
         return loss
 
     def _discriminator_update(self, y, y_mask, fake_sequences, fake_mask) -> None:
+        sync_discriminator_reference(self, self.discriminator)
         discriminator_step(self, self._d_reward, y, y_mask, fake_sequences, fake_mask, label_smoothing=self.args.discriminator_label_smoothing)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
