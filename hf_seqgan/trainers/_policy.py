@@ -251,7 +251,9 @@ def default_discriminator(generator, tokenizer, args, *, conditional: bool):
     if args.discriminator_type == "seq2seq":
         from ..seq2seq_discriminator import Seq2SeqDiscriminator
 
-        return Seq2SeqDiscriminator(unwrap_model(generator), tokenizer, conditional=conditional, dropout=args.discriminator_dropout, seed=args.seed)
+        # a PeftModel as it is (its adapters are merged into the copy), outside any DDP wrapper
+        return Seq2SeqDiscriminator(getattr(generator, "module", generator), tokenizer, conditional=conditional, dropout=args.discriminator_dropout,
+                                    seed=args.seed)
     from ..discriminators import build_default_discriminator
 
     return build_default_discriminator(tokenizer, conditional=conditional, hidden_size=args.discriminator_hidden_size,
