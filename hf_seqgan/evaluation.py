@@ -33,8 +33,8 @@ True
 >>> print(sweep_table({"oracle": rows}, columns=("nll_reference", "nll_self", "nll_test", "distinct_2")))
 | model | setting | nll_reference | nll_self | nll_test | distinct_2 |
 |---|---|---|---|---|---|
-| oracle | T=1 | 1.712 | 1.712 | 1.798 | 0.688 |
-| oracle | T=0.5 | 1.233 | 0.976 | 2.168 | 0.518 |
+| oracle | T=1 | 1.810 | 1.810 | 1.759 | 0.688 |
+| oracle | T=0.5 | 1.318 | 1.109 | 2.115 | 0.589 |
 
 ```
 """

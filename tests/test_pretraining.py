@@ -8,6 +8,7 @@
   last checkpoint, and stops at its time budget.
 """
 
+import copy
 import json
 
 import pytest
@@ -113,6 +114,7 @@ def test_infilling_and_collator(tokenizer):
     assert torch.equal(before, ids["input_ids"])  # inputs untouched
     g = torch.Generator().manual_seed(0)
     assert sorted(permute_sentences("a b. c d! e?", g).split()) == sorted("a b. c d! e?".split())
+    tokenizer = copy.deepcopy(tokenizer)  # the session's tokenizer stays as every other test builds its models on it
     tokenizer.add_special_tokens({"additional_special_tokens": ["<tagA>"]}, replace_extra_special_tokens=False)
     batch = DenoisingCollator(tokenizer, max_length=16)([{"text": "the cat sat on a mat", "tag": "<tagA>"}, {"text": "a dog ran", "tag": ""}])
     tag = tokenizer.convert_tokens_to_ids("<tagA>")
