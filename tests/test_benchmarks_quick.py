@@ -45,3 +45,8 @@ def test_bench_scheduled_sampling_quick_runs_both_parts():
 def test_bench_oracle_quick_runs():
     proc = _run("benchmarks/bench_oracle.py", "--quick")
     assert "nll_oracle" in proc.stdout and "Frontier plot" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
+
+
+def test_bench_engine_real_size_quick_runs():
+    proc = _run("benchmarks/bench_engine_real_size.py", "--quick")
+    assert "engine speed / generate speed" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-2000:]
