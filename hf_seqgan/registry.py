@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["Entry", "trainer_entries", "load", "register", "RUNTIME", "MLE"]
+__all__ = ["Entry", "trainer_entries", "load", "register", "module_order", "RUNTIME", "MLE"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +106,20 @@ def trainer_entries() -> dict[str, Entry]:
     entries = {"mle": MLE}
     folder = _trainers_folder()
     if folder is not None:
-        for path in sorted(folder.glob("*.py"), key=lambda p: (_ORDER.get(p.stem, len(_ORDER)), p.stem)):
+        for path in sorted(folder.glob("*.py"), key=lambda p: module_order(p.stem)):
             if not path.stem.startswith("_"):
                 entries.update(_scan(path, f"{__name__.split('.')[0]}.trainers.{path.stem}"))
     entries.update({name: entry for name, entry in RUNTIME.items() if name not in entries})
     return entries
 
 
-# the order the library's own trainers are listed in (a new module goes after them)
+# the order the library's own trainer modules are listed and imported in (a new module goes after them)
 _ORDER = {"scheduled_sampling": 0, "professor_forcing": 1, "adversarial": 2, "cycle": 3, "grpo": 4}
+
+
+def module_order(stem: str) -> tuple[int, str]:
+    """Sort key of a trainer module's name: the library's own first, in their order, then by name."""
+    return _ORDER.get(stem, len(_ORDER)), stem
 
 
 def load(name: str) -> tuple[type, type]:

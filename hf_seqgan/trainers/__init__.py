@@ -8,13 +8,12 @@ technique is one new file (its trainer describes itself: see :class:`BaseTrainer
 import importlib as _importlib
 import pkgutil as _pkgutil
 
+from ..registry import module_order
 from ._base import BaseConfig, BaseTrainer, NonFiniteTrainingError, apply_peft, with_default_targets
 
 __all__ = ["BaseConfig", "BaseTrainer", "NonFiniteTrainingError", "apply_peft", "with_default_targets"]
 
-_ORDER = ("scheduled_sampling", "professor_forcing", "adversarial", "cycle", "grpo")
-for _name in sorted((m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")),
-                    key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)):
+for _name in sorted((m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")), key=module_order):
     _module = _importlib.import_module(f".{_name}", __name__)
     for _public in getattr(_module, "__all__", ()):
         globals()[_public] = getattr(_module, _public)

@@ -13,10 +13,17 @@ from typing import Optional
 
 import torch
 
-__all__ = ["AUXILIARY_STATE_NAME", "Checkpointing"]
+__all__ = ["AUXILIARY_STATE_NAME", "Checkpointing", "checkpoint_steps"]
 
 AUXILIARY_STATE_NAME = "hf_seqgan_training_state.pt"
 logger = logging.getLogger("hf_seqgan.trainers._base")
+
+
+def checkpoint_steps(output_dir: str) -> list[int]:
+    """The steps of the ``checkpoint-<step>`` folders in ``output_dir``, oldest first."""
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    return sorted(int(m.group(1)) for name in names
+                  if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(output_dir, name)))
 
 
 class Checkpointing:
@@ -46,8 +53,7 @@ class Checkpointing:
 
     def _newest_complete_checkpoint(self) -> str:
         out = self.args.output_dir
-        found = sorted(((int(m.group(1)), name) for name in (os.listdir(out) if os.path.isdir(out) else [])
-                        if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(out, name))), reverse=True)
+        found = [(step, f"checkpoint-{step}") for step in reversed(checkpoint_steps(out))]
         if not found:
             raise ValueError(f"resume_from_checkpoint=True, but {out} holds no checkpoint-* folder. Train without resume_from_checkpoint, "
                              "or pass the folder of a checkpoint.")

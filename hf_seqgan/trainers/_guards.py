@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 
 import torch
 
@@ -84,9 +83,10 @@ class TrainingGuards:
 
     def _last_good_checkpoint(self, first_bad_step: int) -> str:
         """The newest checkpoint saved before the weights went bad (the weights of step s are judged by the loss of step s + 1)."""
+        from ._checkpointing import checkpoint_steps
+
         out = self.args.output_dir
-        steps = sorted(int(m.group(1)) for name in (os.listdir(out) if os.path.isdir(out) else [])
-                       if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and int(m.group(1)) < first_bad_step)
+        steps = [step for step in checkpoint_steps(out) if step < first_bad_step]
         if not steps:
             return "No checkpoint was saved before the first non-finite step."
         return f"The last good checkpoint is {os.path.join(out, f'checkpoint-{steps[-1]}')} (resume with resume_from_checkpoint=<that folder>)."

@@ -189,6 +189,7 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
     and the AUC of the discriminator on this batch *before* it trains on it — the generated rows are
     always new to it, the real ones are new until the data repeats. Returns ``d_heldout_acc``."""
     from ..discriminators import discriminator_loss
+    from ..seq2seq_discriminator import heldout_metrics
 
     disc = reward.discriminator
     wrapped = trainer.auxiliary(name).model
@@ -221,23 +222,12 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
         if i == 0:  # before any update on this batch
             odds = (logp[:, reward.real_label] - torch.logsumexp(logp.index_fill(1, torch.tensor([reward.real_label], device=logp.device),
                                                                                  float("-inf")), 1)).detach().float()
-            real, fake = odds[:rows], odds[rows:]
-            heldout = 0.5 * (_right(real) + _right(-fake))  # ties (log-odds 0) count half, as in the AUC
-            trainer.record(d_heldout_acc=heldout, d_heldout_auc=_auc(real, fake))
+            metrics = heldout_metrics(odds[:rows], odds[rows:])  # accuracy with ties counted half, and the AUC
+            heldout = metrics["d_heldout_acc"]
+            trainer.record(d_heldout_acc=heldout, d_heldout_auc=metrics["d_heldout_auc"])
         trainer.auxiliary_step(name, loss)
     trainer.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))
     return heldout
-
-
-def _right(odds: torch.Tensor) -> float:
-    """Share of rows on the right side of 0 (log-odds of their true class), ties counted half."""
-    return float((odds > 0).float().mean() + 0.5 * (odds == 0).float().mean())
-
-
-def _auc(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """P(score of a real row > score of a generated row), ties counted half."""
-    diff = real[:, None] - fake[None, :]  # (B, R)
-    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
 
 
 def default_discriminator(generator, tokenizer, args, *, conditional: bool):
