@@ -5,6 +5,8 @@ Usage::
 
     python benchmarks/bench_adversarial.py                    # both parts (see RESULTS.md)
     python benchmarks/bench_adversarial.py --part mc          # only the Monte-Carlo rewards
+    python benchmarks/bench_adversarial.py --size t5-small    # the public t5-small shape, random init
+    python benchmarks/bench_adversarial.py --part mc --size t5-small --batch 4 --rollouts 4 --target_length 32
     python benchmarks/bench_adversarial.py --quick            # seconds: the CI smoke run
     python benchmarks/bench_adversarial.py --json rows.json   # the speed figures as rows (run_all.py)
 
@@ -45,7 +47,6 @@ from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer
 from hf_seqgan.discriminators import build_default_discriminator  # noqa: E402
 from hf_seqgan.rewards import DiscriminatorReward, monte_carlo_rewards  # noqa: E402
 from hf_seqgan.rollout import RolloutEngine  # noqa: E402
-from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.adversarial import AdversarialConfig, AdversarialTrainer  # noqa: E402
 
 from _timing import begin, interleaved, json_row, ratio_header, ratio_rows, ratios, write_rows  # noqa: E402
@@ -83,6 +84,7 @@ class Settings:
     ffn: int = 256
     vocab_size: int = 500
     threads: int = 1
+    size: str = "tiny"  # or the public t5-small / bart-base shape (--size; the family is then the shape's)
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -90,7 +92,8 @@ class Settings:
 
 
 def _model(settings: Settings, tok):
-    return build_tiny_model("bart", tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+    family = _bench_env.size_families(settings.size, ("bart",))[0]
+    return _bench_env.build_model(settings.size, tok, family, d_model=settings.d_model, ffn=settings.ffn)
 
 
 def _trainer(model, fields, tok, output_dir: str, settings: Settings):
@@ -119,7 +122,8 @@ def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
         trainers[name] = _trainer(model, fields, tok, output_dir, settings)
         _optimizer_step(trainers[name], batch, count)  # warm-up
     times = interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
-    print(f"\n### Step time, tiny BART (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
+    family = _bench_env.size_families(settings.size, ("bart",))[0]
+    print(f"\n### Step time, {_bench_env.size_label(settings.size, family, d_model=settings.d_model)}, batch {settings.batch}, source {settings.source_length}, "
           f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
     ratio_header("variant")
     return [json_row("adversarial", f"optimizer step, {name}, target {settings.target_length}", "Seq2SeqTrainer step", r)
@@ -219,11 +223,14 @@ def main(argv=None) -> None:
     parser.add_argument("--mc_repeats", type=int, help="Monte-Carlo repeats")
     parser.add_argument("--batch", type=int, help="batch size (default 16)")
     parser.add_argument("--row_loop_repeats", type=int, help="repeats of the per-row naive loop (0: skip it)")
+    parser.add_argument("--rollouts", type=int, help="Monte-Carlo completions per prefix (default 8)")
+    parser.add_argument("--target_length", type=int, help="sampled tokens (default 20)")
     parser.add_argument("--threads", type=int, help="torch threads")
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--json", default=None, help="write the speed figures as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_adversarial"))
     cli = parser.parse_args(argv)
-    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads", "size", "rollouts", "target_length")
     begin(settings.threads)
     tok = _tokenizer(settings)
     rows: list = []

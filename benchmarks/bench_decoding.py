@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_decoding.py                 # the full benchmark (benchmarks/RESULTS.md), one torch thread
     python benchmarks/bench_decoding.py --repeats 41    # a noisy shared machine: more repeats
+    python benchmarks/bench_decoding.py --size t5-small # one model of the public t5-small shape (32,128 tokens)
     python benchmarks/bench_decoding.py --quick         # a few seconds: the CI smoke run
     python benchmarks/bench_decoding.py --quick --json rows.json   # also the ratios as JSON rows (benchmarks/run_all.py)
 
@@ -49,7 +50,7 @@ import sys
 import time
 from typing import Optional
 
-import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
+import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
 
 from _timing import fmt, interleaved, json_row, machine_line, ratios, stats, timed, write_rows  # noqa: E402
 from bench_rollout import fixed_length_batch, real_tokens  # noqa: E402
@@ -84,6 +85,7 @@ class Settings:
     repeats: int = 21
     guide_repeats: int = 5  # guidance costs a multiple of the baseline: fewer repeats suffice
     clock: str = "wall"
+    size: str = "tiny"  # tiny: the models of MODELS; else one model of that public shape (full vocabulary, --size)
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -206,9 +208,12 @@ def bench(s: Settings, records: list | None = None) -> list[str]:
         "| classifier batch x mean length | share of the call in the discriminator's forward |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in s.models:
-        cfg = dict(MODELS[name])
-        model = build_tiny_model("bart", tok, d_model=cfg.pop("d_model"), ffn=cfg.pop("ffn"), layers=cfg.pop("layers"), **cfg)
+    for name in (s.models if s.size == "tiny" else (s.size,)):
+        if s.size == "tiny":
+            cfg = dict(MODELS[name])
+            model = build_tiny_model("bart", tok, d_model=cfg.pop("d_model"), ffn=cfg.pop("ffn"), layers=cfg.pop("layers"), **cfg)
+        else:  # the public shape and vocabulary, the BPE tokenizer's ids a subset (as base-32k)
+            model = _bench_env.build_model(s.size, tok, vocab_size=_bench_env.REAL_SHAPES[s.size][2])
         expected = s.batch * s.target_length
         for case in cases(model, tok, other_tok, inputs, s, name):
 
@@ -249,6 +254,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None)
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--json", default=None, help="also write every time ratio (with / without) as JSON rows to this file (see benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     s = Settings.quick() if args.quick else Settings()
@@ -257,6 +263,7 @@ def main(argv=None) -> None:
     if args.models:
         s.models = tuple(args.models)
     s.clock = args.clock
+    s.size = args.size
     torch.set_num_threads(args.threads)
     print(machine_line(s.clock))
     print()

@@ -1,41 +1,63 @@
-"""RolloutEngine.sample against generate(do_sample=True) at the public t5-small shape (random init),
-batch 16, source 64, exactly 32 new tokens, one thread, 8 repeats interleaved in alternating order.
+"""RolloutEngine.sample against generate(do_sample=True) at a real model size (random init), batch 16,
+source 64, exactly 32 new tokens, one thread, the two interleaved in alternating order.
 
 Usage::
 
-    python benchmarks/bench_engine_real_size.py            # the t5-small shape (RESULTS.md)
-    python benchmarks/bench_engine_real_size.py --quick    # a tiny T5 and 2 repeats: the CI smoke run
+    python benchmarks/bench_engine_real_size.py                     # the t5-small shape (RESULTS.md)
+    python benchmarks/bench_engine_real_size.py --size bart-base    # the bart-base shape
+    python benchmarks/bench_engine_real_size.py --quick             # a tiny T5 and 2 repeats: the CI smoke run
 """
-import os, sys, statistics, time, gc
-os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import _bench_env  # offline, the checkout importable, the model sizes
+
 import torch
-torch.set_num_threads(1)
-from transformers import T5Config, T5ForConditionalGeneration
+
+from _timing import begin, interleaved, json_row, ratios, write_rows
+from hf_seqgan.oracle import oracle_tokenizer
 from hf_seqgan.rollout import RolloutEngine
-quick = "--quick" in sys.argv[1:]
-torch.manual_seed(0)
-shape = dict(d_model=64, d_ff=128, num_layers=2, num_heads=4, d_kv=16, vocab_size=500) if quick else \
-    dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64, vocab_size=32128)  # the public t5-small config
-model = T5ForConditionalGeneration(T5Config(**shape, dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
-B, S, T = (4, 16, 8) if quick else (16, 64, 32)
-REPEATS = 2 if quick else 8
-ids = torch.randint(2, shape["vocab_size"], (B, S))
-engine = RolloutEngine(model)
-def eng():
-    with torch.no_grad():
-        engine.sample(input_ids=ids, max_new_tokens=T, min_new_tokens=T)
-def gen():
-    with torch.no_grad():
-        model.generate(input_ids=ids, do_sample=True, max_new_tokens=T, min_new_tokens=T)
-eng(); gen()
-times = {"engine": [], "generate": []}
-gc.disable()
-for r in range(REPEATS):
-    for name, f in ((("engine", eng), ("generate", gen)) if r % 2 == 0 else (("generate", gen), ("engine", eng))):
-        s = time.perf_counter(); f(); times[name].append(time.perf_counter() - s)
-gc.enable()
-ratios = [g / e for g, e in zip(times["generate"], times["engine"])]
-print(f"{'tiny T5' if quick else 't5-small shape'}, batch {B}, source {S}, {T} new tokens, {REPEATS} interleaved repeats, one thread")
-print(f"engine median {1e3*statistics.median(times['engine']):.0f} ms, generate median {1e3*statistics.median(times['generate']):.0f} ms")
-print(f"engine speed / generate speed (tokens/s ratio): median {statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f}")
+
+TINY_T5 = dict(d_model=64, ffn=128, layers=2, heads=4)  # the --quick model
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _bench_env.add_size_argument(parser)
+    parser.set_defaults(size="t5-small")
+    parser.add_argument("--quick", action="store_true", help="a tiny T5, batch 4, 8 tokens, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 10)")
+    parser.add_argument("--json", default=None, help="also write the ratios as JSON rows (see run_all.py)")
+    a = parser.parse_args(argv)
+    size = "tiny" if a.quick else a.size
+    batch, source, new = (4, 16, 8) if a.quick else (16, 64, 32)
+    repeats = a.repeats or (2 if a.quick else 10)
+    begin(1)
+    torch.manual_seed(0)
+    tok = _bench_env.size_tokenizer(size, lambda: oracle_tokenizer(495))
+    family = _bench_env.size_families(size, ("t5",))[0]
+    model = _bench_env.build_model(size, tok, family, **TINY_T5).eval()
+    ids = torch.randint(10, len(tok), (batch, source))
+    engine = RolloutEngine(model)
+
+    @torch.no_grad()
+    def eng():
+        engine.sample(input_ids=ids, max_new_tokens=new, min_new_tokens=new)
+
+    @torch.no_grad()
+    def gen():
+        model.generate(input_ids=ids, do_sample=True, top_k=0, max_new_tokens=new, min_new_tokens=new)
+
+    eng(), gen()  # warm-up
+    times = interleaved({"engine": eng, "generate": gen}, repeats)
+    speed = ratios(times, "generate", "engine")  # engine tokens/s over generate tokens/s
+    print(f"{_bench_env.size_label(size, family, **TINY_T5)}, batch {batch}, source {source}, {new} new tokens, {repeats} interleaved repeats, one thread")
+    print(f"engine median {1e3 * statistics.median(times['engine']):.0f} ms, generate median {1e3 * statistics.median(times['generate']):.0f} ms")
+    print(f"engine speed / generate speed (tokens/s ratio): median {statistics.median(speed):.2f}, min {min(speed):.2f}, max {max(speed):.2f}")
+    write_rows(a.json, [json_row("engine", f"sampling tokens/s, {family} batch {batch}", "generate(do_sample=True, top_k=0)", speed, ">= 1.3")])
+
+
+if __name__ == "__main__":
+    main()

@@ -26,43 +26,26 @@ import argparse
 import statistics
 import tempfile
 
-import _bench_env  # noqa: F401  (offline, the checkout importable)
+import _bench_env  # (offline, the checkout importable; the model sizes)
 import torch
 from bench_scheduled_sampling import _interleaved
 from datasets import Dataset
-from transformers import BartConfig, BartForConditionalGeneration, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from hf_seqgan.oracle import oracle_tokenizer
-from hf_seqgan.tiny import build_tiny_model
 from hf_seqgan.trainers import GRPOConfig, GRPOTrainer
 
-# the public configs' shapes (random init); the vocabularies are word-level tokenizers of that size
-SIZES = {
-    "tiny": ("bart", dict(d_model=64, layers=2, heads=4, ffn=128), 500),
-    "t5-small": ("t5", dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64), 32128),
-    "bart-base": ("bart", dict(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
-                               encoder_ffn_dim=3072, decoder_ffn_dim=3072), 50265),
-}
+TINY = dict(d_model=64, layers=2, heads=4, ffn=128)  # tiny BART; the other sizes are _bench_env's public shapes
+VOCAB = {"tiny": 500, **{size: shape[2] for size, shape in _bench_env.REAL_SHAPES.items()}}  # word-level tokenizers of that size
 
 
 def build(size: str, tok):
-    family, shape, _ = SIZES[size]
-    if size == "tiny":
-        model = build_tiny_model(family, tok, seed=0, d_model=shape["d_model"], layers=shape["layers"], heads=shape["heads"], ffn=shape["ffn"])
-    else:
-        torch.manual_seed(0)
-        ids = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id)
-        if family == "t5":
-            model = T5ForConditionalGeneration(T5Config(**shape, **ids, dropout_rate=0.0))
-        else:
-            ids.update(bos_token_id=tok.bos_token_id, decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
-            model = BartForConditionalGeneration(BartConfig(**shape, **ids, dropout=0.0, max_position_embeddings=1024))
-    return model
+    return _bench_env.build_model(size, tok, "bart", **TINY)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--source", type=int, default=64)
@@ -74,7 +57,7 @@ def main() -> None:
     if a.quick:
         a.size, a.prompts, a.generations, a.source, a.completion, a.repeats = "tiny", 2, 2, 16, 8, 2
     torch.set_num_threads(1)
-    tok = oracle_tokenizer(SIZES[a.size][2] - 5)
+    tok = oracle_tokenizer(VOCAB[a.size] - 5)
     g = torch.Generator().manual_seed(0)
     rows = a.prompts * a.generations
     words = lambda n: " ".join(f"w{int(i)}" for i in torch.randint(len(tok) - 5, (n,), generator=g))  # noqa: E731
@@ -128,7 +111,7 @@ def main() -> None:
         ratios = [x / y for x, y in zip(times["GRPOTrainer"], times[other])]
         print(f"| {other} | {1e3 * statistics.median(times['GRPOTrainer']):.1f} | {1e3 * statistics.median(times[other]):.1f} | "
               f"{statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |")
-        rows_out.append({"benchmark": "grpo", "figure": f"GRPOTrainer step, {a.size}, {a.prompts}x{a.generations} completions of {a.completion}",
+        rows_out.append({"benchmark": "grpo", "figure": f"GRPOTrainer step, {a.prompts}x{a.generations} completions of {a.completion}", "size": a.size,
                          "baseline": other, "ratios": ratios, "goal": goal})
     if a.json:
         import json

@@ -4,6 +4,7 @@ measured side by side in one run.
 Usage::
 
     python benchmarks/bench_professor_forcing.py                 # the full run (see RESULTS.md)
+    python benchmarks/bench_professor_forcing.py --size t5-small # the public t5-small shape, random init
     python benchmarks/bench_professor_forcing.py --quick         # seconds: the CI smoke run
     python benchmarks/bench_professor_forcing.py --json rows.json
 
@@ -35,7 +36,6 @@ import _bench_env  # noqa: E402  (offline; the package and the sibling scripts i
 import torch  # noqa: E402
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
 
-from hf_seqgan.tiny import build_tiny_model  # noqa: E402
 from hf_seqgan.trainers.professor_forcing import ProfessorForcingConfig, ProfessorForcingTrainer  # noqa: E402
 
 from _timing import begin, interleaved, json_row, ratio_header, ratio_rows, write_rows  # noqa: E402
@@ -66,10 +66,15 @@ class Settings:
     ffn: int = 256
     vocab_size: int = 500
     threads: int = 1
+    size: str = "tiny"  # or the public t5-small / bart-base shape (--size; the family is then the shape's)
 
     @classmethod
     def quick(cls) -> "Settings":
         return cls(batch=4, source_length=16, target_length=8, memory_lengths=(4, 8), repeats=2, d_model=32, ffn=64)
+
+    @property
+    def model_family(self) -> str:
+        return _bench_env.size_families(self.size, (self.family,))[0]
 
 
 def _batch(settings: Settings, tok, target_length: int):
@@ -92,9 +97,12 @@ def _trainer(model, fields, tok, output_dir: str):
 
 
 def _models(settings: Settings, tok):
-    base = build_tiny_model(settings.family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+    def build():
+        return _bench_env.build_model(settings.size, tok, settings.model_family, d_model=settings.d_model, ffn=settings.ffn)
+
+    base = build()
     while True:
-        model = build_tiny_model(settings.family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+        model = build()
         model.load_state_dict(base.state_dict())
         yield model
 
@@ -108,7 +116,7 @@ def bench_speed(settings: Settings, tok, output_dir: str) -> list[dict]:
     for trainer in trainers.values():
         _optimizer_step(trainer, batch, count)  # warm-up
     times = interleaved({name: (lambda t=t: _optimizer_step(t, batch, count)) for name, t in trainers.items()}, settings.repeats)
-    print(f"\n### Step time, tiny {settings.family} (d_model {settings.d_model}), batch {settings.batch}, source {settings.source_length}, "
+    print(f"\n### Step time, {_bench_env.size_label(settings.size, settings.model_family, d_model=settings.d_model)}, batch {settings.batch}, source {settings.source_length}, "
           f"target {settings.target_length} ({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
     ratio_header("variant")
     return [json_row("professor_forcing", f"step time, {name}, target {settings.target_length}", "Seq2SeqTrainer", ratios,
@@ -168,10 +176,11 @@ def main(argv=None) -> None:
     parser.add_argument("--part", choices=["speed", "memory", "both"], default="both")
     parser.add_argument("--repeats", type=int, help="step-time repeats")
     parser.add_argument("--threads", type=int, help="torch threads")
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--json", help="write the figures as a list of rows to this file")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_professor_forcing"))
     cli = parser.parse_args(argv)
-    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "threads")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "threads", "size")
     begin(settings.threads)
     tok = _tokenizer(settings)
     rows = []

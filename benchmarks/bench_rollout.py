@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_rollout.py                                 # the full benchmark, all CPUs
     python benchmarks/bench_rollout.py --repeats 31 --threads 1        # a shared machine: RESULTS.md
     python benchmarks/bench_rollout.py --repeats 21 --threads 1 --clock cpu   # process CPU time
+    python benchmarks/bench_rollout.py --repeats 10 --threads 1 --size t5-small   # the public t5-small shape, random init
     python benchmarks/bench_rollout.py --quick                         # a few seconds: the CI smoke run
     python benchmarks/bench_rollout.py --quick --json rows.json        # also the ratios as JSON rows (benchmarks/run_all.py)
 
@@ -51,7 +52,7 @@ import torch  # noqa: E402
 
 from hf_seqgan.rollout import RolloutEngine  # noqa: E402
 from hf_seqgan.synthetic import summarization_pairs  # noqa: E402
-from hf_seqgan.tiny import build_tiny_model, train_tokenizer  # noqa: E402
+from hf_seqgan.tiny import train_tokenizer  # noqa: E402
 
 from _timing import CLOCKS, fmt, interleaved, json_row, machine_line, ratios, stats, write_rows  # noqa: E402
 
@@ -70,6 +71,7 @@ class Settings:
     ffn: int = 256
     vocab_size: int = 500
     clock: str = "wall"  # or "cpu" (see --clock)
+    size: str = "tiny"  # or the public t5-small / bart-base shape (--size): random ids of the full vocabulary
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -91,6 +93,18 @@ def fixed_length_batch(tok, texts, batch: int, length: int) -> dict:
     if not bool(enc.attention_mask.all()):
         raise RuntimeError(f"texts too short for {length} tokens a row; join more of them.")
     return {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
+
+
+def random_batch(tok, batch: int, length: int, seed: int = 0) -> dict:
+    """``batch`` rows of exactly ``length`` random content ids (the last one EOS): inputs at a real-size vocabulary."""
+    ids = torch.randint(10, len(tok), (batch, length), generator=torch.Generator().manual_seed(seed))  # (B, L)
+    ids[:, -1] = tok.eos_token_id
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def inputs_for(tok, texts, batch: int, length: int, size: str, seed: int = 0) -> dict:
+    """Joined texts at tiny size (:func:`fixed_length_batch`), random ids of the full vocabulary otherwise."""
+    return fixed_length_batch(tok, texts, batch, length) if size == "tiny" else random_batch(tok, batch, length, seed)
 
 
 def saved_activation_bytes(step, params) -> int:
@@ -126,7 +140,7 @@ def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None)
     for family, model in models.items():
         engine = RolloutEngine(model, tok)
         for batch in s.sample_batches:
-            inputs = fixed_length_batch(tok, articles, batch, s.source_length)
+            inputs = inputs_for(tok, articles, batch, s.source_length, s.size)
 
             def check(name, tokens, family=family, batch=batch):
                 if tokens != batch * L:
@@ -167,8 +181,8 @@ def bench_sampling(models, tok, pairs, s: Settings, records: list | None = None)
 def bench_differentiable(models, tok, pairs, s: Settings, records: list | None = None) -> list[str]:
     """Differentiable decode + backward vs one teacher-forced forward + backward (JSON rows appended to ``records``)."""
     L, B = s.target_length, s.diff_batch
-    inputs = fixed_length_batch(tok, [p["article"] for p in pairs], B, s.source_length)
-    labels = fixed_length_batch(tok, [p["headline"] for p in pairs], B, L)["input_ids"]  # (B, L), no padding
+    inputs = inputs_for(tok, [p["article"] for p in pairs], B, s.source_length, s.size)
+    labels = inputs_for(tok, [p["headline"] for p in pairs], B, L, s.size, seed=1)["input_ids"]  # (B, L), no padding
     results = {}
     for family, model in models.items():
         model.train()  # as in training (all dropout of the tiny configs is 0)
@@ -227,10 +241,12 @@ def main(argv=None) -> None:
         help="wall: elapsed time; cpu: this process's CPU time, which other processes on a shared machine disturb "
         "far less (meaningful with --threads 1: with more threads it also counts their spin-waits)",
     )
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--json", default=None, help="also write every ratio as JSON rows to this file (see benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     settings.clock = args.clock
+    settings.size = args.size
     if args.repeats is not None:
         if args.repeats < 1:
             parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -241,16 +257,19 @@ def main(argv=None) -> None:
     # Data, tokenizer and models: all local, nothing downloaded.
     rows_needed = max(max(settings.sample_batches), settings.diff_batch)
     pairs = summarization_pairs(max(600, 8 * rows_needed), seed=0)  # 8 texts joined a row
-    tok = train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size)
-    models = {f: build_tiny_model(f, tok, d_model=settings.d_model, ffn=settings.ffn) for f in settings.families}
+    tok = _bench_env.size_tokenizer(
+        settings.size, lambda: train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size))
+    families = _bench_env.size_families(settings.size, settings.families)
+    models = {f: _bench_env.build_model(settings.size, tok, f, d_model=settings.d_model, ffn=settings.ffn) for f in families}
     n_params = {f: sum(p.numel() for p in m.parameters()) for f, m in models.items()}
 
     gc.collect()
     gc.freeze()  # the imported libraries' objects: later collections stay short and rare
     print(machine_line(settings.clock))
+    shape = f"d_model {settings.d_model}, 2+2 layers, FFN {settings.ffn}" if settings.size == "tiny" else f"the public {settings.size} shape"
     print(
-        f"Models: tiny {', '.join(f'{f} ({n / 1e6:.2f}M params)' for f, n in n_params.items())}; d_model {settings.d_model}, "
-        f"2+2 layers, FFN {settings.ffn}, vocabulary {len(tok)}; randomly initialised"
+        f"Models: {settings.size} {', '.join(f'{f} ({n / 1e6:.2f}M params)' for f, n in n_params.items())}; {shape}, "
+        f"vocabulary {len(tok)}; randomly initialised"
     )
     records: list = []
     print()

@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_scheduled_sampling.py                  # both parts (see RESULTS_scheduled_sampling.md)
     python benchmarks/bench_scheduled_sampling.py --part speed     # only the step times
+    python benchmarks/bench_scheduled_sampling.py --part speed --size t5-small   # the step times at the public t5-small shape
     python benchmarks/bench_scheduled_sampling.py --part quality --seeds 0 1 2 3 4
     python benchmarks/bench_scheduled_sampling.py --quick          # seconds: the CI smoke run
     python benchmarks/bench_scheduled_sampling.py --part speed --json rows.json   # step-time ratios as JSON rows (run_all.py)
@@ -88,6 +89,7 @@ class Settings:
     ffn: int = 256
     vocab_size: int = 500
     threads: int = 1
+    size: str = "tiny"  # the step-time models: tiny, or the public t5-small / bart-base shape (--size)
     # quality
     seeds: tuple = (0, 1, 2)
     steps: int = 600
@@ -105,8 +107,18 @@ class Settings:
 
 
 def _tokenizer(settings: Settings):
-    pairs = summarization_pairs(400, seed=0)
-    return train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size)
+    """The BPE tokenizer of the tiny models, or the full vocabulary of ``settings.size``'s shape."""
+
+    def tiny():
+        pairs = summarization_pairs(400, seed=0)
+        return train_tokenizer([p["article"] for p in pairs] + [p["headline"] for p in pairs], vocab_size=settings.vocab_size)
+
+    return _bench_env.size_tokenizer(getattr(settings, "size", "tiny"), tiny)
+
+
+def _model(settings: Settings, tok, family: str):
+    """A seeded model of ``family`` at ``settings.size`` (tiny: d_model and FFN of the settings)."""
+    return _bench_env.build_model(getattr(settings, "size", "tiny"), tok, family, d_model=settings.d_model, ffn=settings.ffn)
 
 
 def _random_ids(rows: int, length: int, tok, generator: torch.Generator) -> torch.Tensor:
@@ -140,19 +152,19 @@ def _optimizer_step(trainer, batch, count) -> None:
 
 
 def bench_speed(settings: Settings, tok, output_dir: str, records: list | None = None) -> None:
-    print(f"\n### Step time, batch {settings.batch}, source {settings.source_length}, target {settings.target_length} "
+    print(f"\n### Step time, {settings.size} models, batch {settings.batch}, source {settings.source_length}, target {settings.target_length} "
           f"({settings.repeats} repeats; ratio = variant / Seq2SeqTrainer in the same repeat)\n")
     ratio_header("model", "variant")
     g = torch.Generator().manual_seed(0)
-    for family in settings.families:
-        base = build_tiny_model(family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+    for family in _bench_env.size_families(settings.size, settings.families):
+        base = _model(settings, tok, family)
         batch = {"input_ids": _random_ids(settings.batch, settings.source_length, tok, g),
                  "labels": _random_ids(settings.batch, settings.target_length, tok, g)}
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
         count = batch["labels"].ne(-100).sum()
         trainers = {}
         for name, fields in SPEED_VARIANTS.items():
-            model = build_tiny_model(family, tok, seed=0, d_model=settings.d_model, ffn=settings.ffn)
+            model = _model(settings, tok, family)
             model.load_state_dict(base.state_dict())
             trainer = _trainer(model, fields, tok, output_dir)
             trainer.create_optimizer()
@@ -224,10 +236,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="quality training steps")
     parser.add_argument("--methods", nargs="+", help="quality methods to run beside MLE, by name prefix (e.g. 'parallel hard')")
     parser.add_argument("--threads", type=int, help="torch threads")
+    _bench_env.add_size_argument(parser)
     parser.add_argument("--json", default=None, help="write the step-time ratios as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_scheduled_sampling"))
     cli = parser.parse_args(argv)
-    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "steps", "threads", "seeds")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "repeats", "steps", "threads", "seeds", "size")
     begin(settings.threads)
     tok = _tokenizer(settings)
     records: list = []

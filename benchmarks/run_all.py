@@ -3,13 +3,16 @@
 Usage::
 
     python benchmarks/run_all.py --quick          # seconds per benchmark: the CI smoke run of all of them
-    python benchmarks/run_all.py                  # the full benchmarks (tens of minutes on 2 shared cores)
+    python benchmarks/run_all.py                  # the full benchmarks, a tiny and a t5-small column (hours on 2 shared cores)
+    python benchmarks/run_all.py --sizes tiny     # the tiny column only (tens of minutes)
     python benchmarks/run_all.py --only rollout decoding --repeats 5 --json all.json
 
 Each benchmark script (``bench_rollout``, ``bench_decoding``, ``bench_scheduled_sampling`` (its
 speed part), ``bench_professor_forcing``, ``bench_adversarial``, ``bench_grpo``; a script not in the checkout is
-skipped, saying so) runs as its own subprocess with ``--json PATH`` (and ``--quick``), one after the
-other, so that none disturbs another's timings. A script writes one row per figure::
+skipped, saying so) runs as its own subprocess with ``--json PATH`` and ``--size SIZE`` (or
+``--quick``), one after the other, so that none disturbs another's timings. Without ``--quick``
+each size of ``--sizes`` (default ``tiny t5-small``; ``bart-base`` too where memory allows) is one
+column of the table: the model shapes are the public configs' (``_bench_env.REAL_SHAPES``). A script writes one row per figure::
 
     {"benchmark": str, "figure": str, "baseline": str, "ratios": [float, ...], "goal": str | null}
 
@@ -69,15 +72,16 @@ def check_rows(rows, script: str) -> list[dict]:
     return rows
 
 
-def run_one(name: str, quick: bool, timeout: float, repeats: int | None = None) -> tuple[list[dict], str]:
-    """Run one benchmark script; its rows and a status line."""
+def run_one(name: str, quick: bool, timeout: float, repeats: int | None = None, size: str | None = None) -> tuple[list[dict], str]:
+    """Run one benchmark script (at ``size``, unless quick); its rows, each tagged with its size, and a status line."""
     script, extra = BENCHMARKS[name]
     path = HERE / script
     if not path.exists():
         return [], f"{name}: skipped ({script} is not in this checkout)"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
-        cmd = [sys.executable, str(path), *extra, *(["--quick"] if quick else []), *(["--repeats", str(repeats)] if repeats else []), "--json", str(out)]
+        cmd = [sys.executable, str(path), *extra, *(["--quick"] if quick else []), *(["--size", size] if size and not quick else []),
+               *(["--repeats", str(repeats)] if repeats else []), "--json", str(out)]
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         start = time.perf_counter()
         try:
@@ -91,7 +95,10 @@ def run_one(name: str, quick: bool, timeout: float, repeats: int | None = None) 
         if not out.exists():
             return [], f"{name}: **failed**: {script} does not write --json rows yet"
         rows = check_rows(json.loads(out.read_text()), script)
-    return rows, f"{name}: {len(rows)} figures in {seconds:.0f} s"
+    label = "tiny" if quick or not size else size
+    for row in rows:
+        row["size"] = label
+    return rows, f"{name}{'' if quick else f' ({label})'}: {len(rows)} figures in {seconds:.0f} s"
 
 
 def table(rows: list[dict]) -> str:
@@ -105,10 +112,35 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def size_table(rows: list[dict], sizes: list[str]) -> str:
+    """One line per figure, one column per size: ratio median (min – max) over the repeats, and whether it meets the goal."""
+    figures: dict = {}
+    for row in rows:
+        figures.setdefault((row["benchmark"], row["figure"], row["baseline"]), {})[row["size"]] = row
+    lines = ["| benchmark | figure | baseline (same run) | " + " | ".join(f"{s}: median (min – max), repeats" for s in sizes) + " | goal | meets goal |",
+             "|---|---|---|" + "---|" * len(sizes) + "---|---|"]
+    for (bench, figure, baseline), by_size in figures.items():
+        cells, goal, verdicts = [], None, []
+        for s in sizes:
+            row = by_size.get(s)
+            if row is None:
+                cells.append("–")
+                continue
+            r, goal = row["ratios"], goal or row["goal"]
+            med = statistics.median(r)
+            cells.append(f"**{med:.2f}** ({min(r):.2f} – {max(r):.2f}), {len(r)}")
+            if row["goal"]:
+                verdicts.append(f"{s}: {meets(row['goal'], med)}")
+        lines.append(f"| {bench} | {figure} | {baseline} | " + " | ".join(cells) + f" | {goal or '–'} | {', '.join(verdicts)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every benchmark at its CI smoke size")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--sizes", nargs="+", choices=("tiny", "t5-small", "bart-base"), default=["tiny", "t5-small"],
+                        help="model sizes, one column each (ignored with --quick, which runs the tiny smoke sizes)")
     parser.add_argument("--repeats", type=int, default=None, help="passed to every script (each has its own default)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per benchmark (default 600 with --quick, 5400 without)")
     parser.add_argument("--json", default=None, help="also write all rows (with the machine line) to this JSON file")
@@ -118,20 +150,22 @@ def main(argv=None) -> int:
     machine = (f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average at the start "
                f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
     print(machine, flush=True)
+    sizes = ["tiny"] if args.quick else list(dict.fromkeys(args.sizes))
     rows, status, failed = [], [], False
-    for name in names:
-        got, line = run_one(name, args.quick, timeout, args.repeats)
-        print(line, file=sys.stderr, flush=True)
-        failed |= "**failed**" in line
-        rows += got
-        status.append(line)
+    for size in sizes:
+        for name in names:
+            got, line = run_one(name, args.quick, timeout, args.repeats, size)
+            print(line, file=sys.stderr, flush=True)
+            failed |= "**failed**" in line
+            rows += got
+            status.append(line)
     print(f"\n### Speed figures{' (--quick sizes: smoke run, not figures to quote)' if args.quick else ''}: "
           "each a ratio against its baseline measured in the same run, over the repeats\n")
-    print(table(rows))
+    print(table(rows) if len(sizes) == 1 else size_table(rows, sizes))
     print("\n" + "\n".join(f"- {line}" for line in status))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "quick": args.quick, "rows": rows, "status": status}, f, indent=1)
+            json.dump({"machine": machine, "quick": args.quick, "sizes": sizes, "rows": rows, "status": status}, f, indent=1)
     return 1 if failed else 0
 
 
