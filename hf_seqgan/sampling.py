@@ -40,7 +40,9 @@ def gumbel_max_sample(logits: torch.Tensor, *, generator: Optional[torch.Generat
     return (logits.float() + g).argmax(dim=-1)
 
 
-def categorical_sample(scores: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def categorical_sample(
+    scores: torch.Tensor, *, generator: Optional[torch.Generator] = None, uniform: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact samples from ``softmax(scores)`` over the last dimension `(R, V)` in one pass:
     ``exp(scores - max)`` once, its running sum, one uniform draw per row, and the inverse of the
     cumulative distribution. Returns ``(tokens (R,), logsumexp (R,))``: the log-normaliser comes
@@ -48,12 +50,15 @@ def categorical_sample(scores: torch.Tensor, *, generator: Optional[torch.Genera
 
     Against the Gumbel-max trick (:func:`gumbel_max_sample`: V uniforms, two logarithms each, a
     maximum) this draws one uniform a row and takes one exponential per entry; a token of zero
-    probability (a ``-inf`` score) is never drawn."""
+    probability (a ``-inf`` score) is never drawn. ``uniform`` `(R, 1)`, when given, are the draws in
+    [0, 1) to use instead of drawing them (the same tokens as drawing them from ``generator``)."""
     x = scores.float()
     top = x.max(dim=-1, keepdim=True).values  # (R, 1)
     cdf = torch.exp(x - top).cumsum(dim=-1)  # (R, V)
     total = cdf[..., -1:]  # (R, 1)
-    u = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype) * total  # in [0, total)
+    if uniform is None:
+        uniform = torch.rand(total.shape, generator=generator, device=x.device, dtype=x.dtype)
+    u = uniform * total  # in [0, total)
     tokens = torch.searchsorted(cdf, u, right=True).clamp_max(x.shape[-1] - 1).squeeze(-1)  # first index with cdf > u
     return tokens, (top + total.log()).squeeze(-1)
 

@@ -373,3 +373,64 @@ def test_decode_passes_the_cache_under_its_current_name(make_model, tokenizer, s
             return out.past_key_values
 
         assert deprecations(old_name)
+
+
+def _expanded_continuation(engine, enc, prefixes, lengths, source_index, steps, **sampling):
+    """The code the branched continuation replaced: every row expanded, its prefix forced, decoded from the start."""
+    forced_mask = torch.arange(prefixes.shape[1])[None, :] < lengths[:, None]
+    return engine.sample(encoded=enc.select(source_index), forced_tokens=prefixes[source_index], forced_mask=forced_mask,
+                         max_new_tokens=steps, **sampling)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(), dict(temperature=0.7, top_k=20), "processor"], ids=["greedy", "sample", "top-k", "processor"])
+def test_branched_continuation_equals_the_expanded_decode(family, sampling, make_model, tokenizer, source_batch):
+    """continue_from decodes each prefix only once (one teacher-forced pass, continuations branched from its cache, one
+    growing batch) and draws one uniform per row and step in the old row order: the same tokens, masks and log-probs
+    as forcing every prefix on expanded rows, under the same seed; prefixes with an EOS (row 1 ends at step 2), a
+    prefix of length 0 and the full one, and max_length beyond the prefixes included."""
+    engine = RolloutEngine(make_model(family), tokenizer)
+    enc = engine.encode(**source_batch)
+    ends = LogitsProcessorList([EndRows(tokenizer.eos_token_id, [FREE, 2, NEVER, NEVER])])
+    with torch.no_grad():
+        sampled = engine.sample(encoded=enc, max_new_tokens=6, logits_processor=ends, generator=torch.Generator().manual_seed(1))
+    assert sampled.attention_mask[1].sum() == 3 and sampled.sequences.shape[1] == 6
+    if sampling == "processor":  # a row-wise processor from the generation config, on the history of each row
+        sampling = {}
+        engine.base.generation_config.no_repeat_ngram_size = 2
+    try:
+        lengths_k = torch.tensor([0, 1, 3, 6])
+        new = engine.continue_from(encoded=enc, prefixes=sampled.sequences, prefix_lengths=lengths_k, num_samples=3, max_length=9,
+                                   generator=torch.Generator().manual_seed(5), **sampling)
+        ref = _expanded_continuation(engine, enc, sampled.sequences, new.prefix_lengths, new.source_index, 9,
+                                     generator=torch.Generator().manual_seed(5), **sampling)
+    finally:
+        engine.base.generation_config.no_repeat_ngram_size = None
+    assert torch.equal(new.sequences, ref.sequences)
+    assert torch.equal(new.attention_mask, ref.attention_mask)
+    torch.testing.assert_close(new.logprobs, ref.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(new.sample_logprobs, ref.sample_logprobs, atol=1e-5, rtol=0)
+    assert len(set(map(tuple, new.sequences[new.prefix_lengths == 1].tolist()))) > 1 or sampling.get("do_sample") is False
+
+
+def test_branched_continuation_shares_cross_attention_and_skips_prefixes(make_model, tokenizer, source_batch):
+    """The decoder runs on continuation rows only (the batch grows from the shortest prefix), and the
+    cross-attention K/V each call reads are those of the sources (no per-row projection)."""
+    model = make_model("bart")
+    engine = RolloutEngine(model, tokenizer)
+    enc = engine.encode(**source_batch)
+    with torch.no_grad():
+        sampled = engine.sample(encoded=enc, max_new_tokens=6, min_new_tokens=6, generator=torch.Generator().manual_seed(1))
+    rows = []
+    hook = model.get_decoder().register_forward_pre_hook(lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape), with_kwargs=True)
+    projected = []
+    k_proj = model.get_decoder().layers[0].encoder_attn.k_proj
+    hook2 = k_proj.register_forward_hook(lambda module, args, output: projected.append(args[0].shape[0]))
+    try:
+        engine.continue_from(encoded=enc, prefixes=sampled.sequences, prefix_lengths=torch.tensor([2, 4]), num_samples=2, max_length=6)
+    finally:
+        hook.remove(), hook2.remove()
+    # one teacher-forced pass over the 4 sources (start + 4 forced tokens), then 3 + 4 ... rows: 8 rows from step 3, 16 from step 5
+    assert rows[0] == (4, 5)
+    assert [r[0] for r in rows[1:]] == [8, 8, 16] and all(r[1] == 1 for r in rows[1:])
+    assert projected == [4]  # the cross-attention keys projected once, for the 4 sources
