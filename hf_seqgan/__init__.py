@@ -62,8 +62,8 @@ _LAZY = {
     "build_default_discriminator": ".discriminators",
     "discriminator_loss": ".discriminators",
     "Seq2SeqDiscriminator": ".seq2seq_discriminator",
-    "train_discriminator": ".seq2seq_discriminator",
-    "DiscriminatorTrainingResult": ".seq2seq_discriminator",
+    "train_discriminator": ".discriminator_training",
+    "DiscriminatorTrainingResult": ".discriminator_training",
     "heldout_metrics": ".seq2seq_discriminator",
     "ResidualEBM": ".residual_ebm",
     "ResidualEBMOutput": ".residual_ebm",
@@ -111,7 +111,7 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "__version__"]
-_SUBMODULES = {"seq2seq_discriminator", "residual_ebm", "cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
+_SUBMODULES = {"seq2seq_discriminator", "discriminator_training", "sequences", "collapse", "pretraining", "residual_ebm", "cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
                "recipes", "registry", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
 
 
@@ -142,7 +142,8 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .logits_process import TemperatureScheduleLogitsWarper, GumbelSamplingLogitsProcessor, DiscriminatorGuidedLogitsProcessor, sentence_end_token_ids
     from .reranking import generate_and_rerank, RerankOutput
     from .discriminators import SequenceDiscriminator, build_default_discriminator, discriminator_loss
-    from .seq2seq_discriminator import Seq2SeqDiscriminator, train_discriminator, DiscriminatorTrainingResult, heldout_metrics
+    from .seq2seq_discriminator import Seq2SeqDiscriminator, heldout_metrics
+    from .discriminator_training import train_discriminator, DiscriminatorTrainingResult
     from .residual_ebm import ResidualEBM, ResidualEBMOutput, discriminator_energy, importance_resample
     from .rewards import DiscriminatorReward, TextReward, monte_carlo_rewards, step_level_rewards, discounted_returns, MovingAverageBaseline, leave_one_out_baseline, self_critical_baseline
     from .trainers import ScheduledSamplingConfig, ScheduledSamplingTrainer, ProfessorForcingConfig, ProfessorForcingTrainer, AdversarialConfig, AdversarialTrainer, CycleConfig, CycleTrainer, GRPOConfig, GRPOTrainer, NonFiniteTrainingError

@@ -6,12 +6,12 @@ Usage:
     hf-seqgan list                                   # trainers, recipes and metrics, one line each
     hf-seqgan config adversarial                     # the method's own config fields: type, default, help
     hf-seqgan config adversarial --help              # every field, the Trainer's included (HfArgumentParser)
-    hf-seqgan run summarization --trainer scheduled_sampling --max_steps 200   # examples/run_summarization.py
+    hf-seqgan run summarization --trainer scheduled_sampling --max_steps 200   # hf_seqgan.recipes.summarization
     hf-seqgan run summarization --help               # the recipe's own options
     hf-seqgan plot outputs/my-run                    # outputs/my-run/training_curves.png
 
-The recipes are the ``examples/run_<name>.py`` scripts of the source checkout (found beside the package:
-an editable install or ``PYTHONPATH=<checkout>``), or of the folder named by ``HF_SEQGAN_EXAMPLES``.
+The recipes are the modules of :mod:`hf_seqgan.recipes` (``hf_seqgan/recipes/<name>.py``, each with a
+``main``), so ``run`` works from a wheel install too; ``examples/run_<name>.py`` call the same ``main``.
 The trainers are those of :mod:`hf_seqgan.registry`, read from the trainer modules without importing
 them: a module is imported only when a command needs it, so ``list`` and ``--help`` stay light.
 """
@@ -19,9 +19,8 @@ them: a module is imported only when a command needs it, so ``list`` and ``--hel
 import argparse
 import ast
 import dataclasses
-import os
+import importlib
 import re
-import runpy
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -112,54 +111,45 @@ def config_help(name: str) -> str:
 
 
 # ---------------------------------------------------------------------- recipes
-def examples_dir() -> Path:
-    """The folder of the recipes: ``$HF_SEQGAN_EXAMPLES``, or ``examples/`` beside the package."""
-    env = os.environ.get("HF_SEQGAN_EXAMPLES")
-    if env:
-        folder = Path(env).expanduser()
-        if not folder.is_dir():
-            raise CLIError(f"HF_SEQGAN_EXAMPLES={env!r} is not a folder: point it at the examples/ folder of an hf_seqgan checkout.")
-        return folder
-    import hf_seqgan
-
-    folder = Path(hf_seqgan.__file__).resolve().parents[1] / "examples"
-    if not any(folder.glob("run_*.py")):  # absent, or another project's examples/ in site-packages
-        raise CLIError(
-            f"the recipes are the examples/run_*.py scripts of the hf_seqgan source checkout, and this installation "
-            f"({Path(hf_seqgan.__file__).parent}) has none beside it (a wheel install). Clone the repository and "
-            f"`pip install -e .` it, or set HF_SEQGAN_EXAMPLES=<checkout>/examples."
-        )
-    return folder
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
 
 def _summary(path: Path) -> str:
-    """First line of a script's module docstring, read without running it."""
+    """First line of a module's docstring, read without running it."""
     try:
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     except (SyntaxError, UnicodeDecodeError):
         return "(cannot be parsed)"
     text = " ".join(doc.split("\n\n")[0].split())
-    first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+    first = re.split(r"(?<! al\.)(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
     return (first if len(first) <= 110 else first[:108].rsplit(" ", 1)[0] + " …") or "(no docstring)"
 
 
+def _defines_main(path: Path) -> bool:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError):
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+
+
 def recipes() -> dict:
-    """``{name: path}`` of the ``run_<name>.py`` scripts of `examples_dir`."""
-    return {p.stem[len("run_"):]: p for p in sorted(examples_dir().glob("run_*.py"))}
+    """``{name: path}`` of the recipes: the modules of :mod:`hf_seqgan.recipes` with a top-level ``main``
+    (read without importing them)."""
+    return {p.stem: p for p in sorted(RECIPES_DIR.glob("*.py")) if not p.stem.startswith("_") and _defines_main(p)}
 
 
 def run_recipe(name: str, args: Sequence[str]) -> int:
-    """Run ``examples/run_<name>.py`` in this process with ``args`` as its command line; its exit status."""
+    """Run the recipe ``hf_seqgan.recipes.<name>`` in this process with ``args`` as its command line; its exit status."""
     name = name.replace("-", "_").removesuffix(".py").removeprefix("run_")
     found = recipes()
     if name not in found:
-        raise CLIError(f"unknown recipe {name!r}; the recipes are: {', '.join(found) or '(none)'} (in {examples_dir()}).")
-    path = found[name]
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [str(path), *args]
-    sys.path.insert(0, str(path.parent))  # as `python examples/run_x.py` would
+        raise CLIError(f"unknown recipe {name!r}; the recipes are: {', '.join(found) or '(none)'} (see `{PROG} list`).")
+    module = importlib.import_module(f"hf_seqgan.recipes.{name}")
+    saved_argv = sys.argv[:]
+    sys.argv = [f"{PROG} run {name}", *args]  # what --help prints as the program
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        module.main(list(args))
     except SystemExit as exit_:
         code = exit_.code
         if code is None or isinstance(code, int):
@@ -167,7 +157,7 @@ def run_recipe(name: str, args: Sequence[str]) -> int:
         print(code, file=sys.stderr)
         return 1
     finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
+        sys.argv = saved_argv
     return 0
 
 
@@ -179,14 +169,10 @@ def _cmd_list(ns) -> int:
     for name, entry in entries.items():
         print(f"  {name:<{width}}  {entry.summary}")
     print("\nRecipes (`hf-seqgan run <name> [options]`, `--help` after the name for its options):")
-    try:
-        found = recipes()
-    except CLIError as err:
-        print(f"  (none: {err})")
-    else:
-        width = max(map(len, found), default=0)
-        for name, path in found.items():
-            print(f"  {name:<{width}}  {_summary(path)}")
+    found = recipes()
+    width = max(map(len, found), default=0)
+    for name, path in found.items():
+        print(f"  {name:<{width}}  {_summary(path)}")
     from .metrics import available_metrics
 
     print("\nMetrics (`hf_seqgan.metrics.load_metric(<name>)`, offline):")
@@ -224,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("trainer", help="a trainer's name (see `list`)")
     config.add_argument("-h", "--help", action="store_true", help="every field with its help, as HfArgumentParser prints it")
     config.set_defaults(func=_cmd_config)
-    run = sub.add_parser("run", help="run a recipe (examples/run_<recipe>.py) with the options that follow")
+    run = sub.add_parser("run", help="run a recipe (hf_seqgan.recipes.<recipe>) with the options that follow")
     run.add_argument("recipe", help="summarization, translation, style_transfer, story_generation, ... (see `list`)")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the recipe's options (`--help` for them)")
     plot = sub.add_parser("plot", help="draw a run's logged curves (trainer_state.json) into a PNG")

@@ -321,3 +321,31 @@ def test_clear_errors(make_model, tokenizer, train_set, tmp_path):
     trainer = AdversarialTrainer(model, args=_config(tmp_path), train_dataset=no_labels, processing_class=tokenizer)
     with pytest.raises(ValueError, match="no `labels`"):
         trainer.train()
+
+
+def test_step_rewards_of_a_ratio_discriminator_are_the_log_ratio_to_go(make_model, tokenizer, train_set, tmp_path):
+    """A ratio head scores a prefix by the running sum of its tokens' log-ratios, so ``step_rewards``
+    rewards each token with its own increment: with ``gamma=1`` the first token's return is the whole
+    sequence's log-ratio (a sum of running sums would count early tokens once per later position)."""
+    args = _config(tmp_path, step_rewards=True, gamma=1.0, reward="log_ratio", baseline="none")
+    trainer = AdversarialTrainer(make_model("bart"), args=args, train_dataset=train_set, processing_class=tokenizer)
+    assert trainer.discriminator.head_type == "ratio" and trainer._additive_score()
+    with torch.no_grad():  # a D whose trunk differs from the generator, so the log-ratios are not all 0
+        for p in trainer.discriminator.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = tokenizer(["japan army signs a deal with peru", "kenya team wins"], return_tensors="pt", padding=True)
+    src = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    with torch.no_grad():
+        encoded = trainer.engine.encode(**src)
+        fakes = trainer.engine.sample(encoded=encoded, max_new_tokens=8, generator=torch.Generator().manual_seed(0))
+        returns, valid = trainer._rewards(src, encoded, fakes, None, {})
+        whole = trainer._score_fn(src, None)(fakes.sequences, fakes.attention_mask, fakes.source_index)
+    assert valid.all() and returns.shape == fakes.sequences.shape
+    assert whole.abs().min() > 1e-3
+    assert torch.allclose(returns[:, 0], whole, atol=1e-4)
+    last = fakes.attention_mask.sum(-1) - 1  # the last real token's return is its own log-ratio alone
+    shorter = fakes.attention_mask.scatter(1, last[:, None], 0)
+    with torch.no_grad():
+        without_last = trainer._score_fn(src, None)(fakes.sequences.masked_fill(shorter == 0, tokenizer.pad_token_id), shorter, fakes.source_index)
+    assert torch.allclose(returns.gather(1, last[:, None])[:, 0], whole - without_last, atol=1e-4)
+    assert torch.all(returns * (1 - fakes.attention_mask) == 0)

@@ -5,10 +5,10 @@ import json
 import runpy
 import subprocess
 import sys
+import types
 
 import pytest
 
-import hf_seqgan
 from hf_seqgan import cli
 from hf_seqgan.trainers.adversarial import AdversarialConfig
 from tests.conftest import ROOT
@@ -27,9 +27,10 @@ def test_list_shows_trainers_recipes_and_metrics(capsys):
         assert f"\n  {name} " in out
     assert "Scheduled sampling (Bengio et al. 2015)" in out and "SeqGAN-style training" in out
     recipes = {p.stem[len("run_"):] for p in (ROOT / "examples").glob("run_*.py")}
-    assert "summarization" in recipes
-    for name in recipes:
+    assert {"summarization", "translation", "style_transfer", "story_generation", "pretraining"} <= recipes
+    for name in recipes:  # every example script is a recipe of the package, listed
         assert f"\n  {name} " in out
+    assert "by denoising (Lewis et al. 2020" in out  # the summary is not cut at "et al."
     assert "Summarization with any trainer of hf_seqgan" in out
     assert "distinct_n, rouge, sacrebleu, self_bleu" in out
 
@@ -77,25 +78,28 @@ def test_run_recipe_help_and_errors(capsys, monkeypatch, tmp_path):
     code, _, err = _run(capsys, "run", "poetry", "--max_steps", "3")
     assert code == 2 and "unknown recipe 'poetry'; the recipes are: " in err and "summarization" in err
 
-    # an install without the examples folder beside the package (a wheel)
-    monkeypatch.setattr(hf_seqgan, "__file__", str(tmp_path / "site-packages" / "hf_seqgan" / "__init__.py"))
-    code, _, err = _run(capsys, "run", "summarization")
-    assert code == 2 and "has none beside it (a wheel install)" in err and "pip install -e ." in err and "HF_SEQGAN_EXAMPLES" in err
-    code, out, _ = _run(capsys, "list")
-    assert code == 0 and "Recipes" in out and "(none: " in out
-    (tmp_path / "site-packages" / "examples").mkdir(parents=True)  # another project's examples/ beside the package
-    (tmp_path / "site-packages" / "examples" / "train.py").write_text("")
-    code, _, err = _run(capsys, "run", "summarization")
-    assert code == 2 and "(a wheel install)" in err
-
-    # HF_SEQGAN_EXAMPLES points at another folder of recipes; the exit status comes back
-    (tmp_path / "run_echo.py").write_text("import sys\nprint('echo', sys.argv[1:])\nsys.exit(int(sys.argv[1]))\n")
-    monkeypatch.setenv("HF_SEQGAN_EXAMPLES", str(tmp_path))
+    # the recipes are package modules: `run` needs no examples/ folder (a wheel install), and a recipe's
+    # exit status comes back
+    echo = types.ModuleType("hf_seqgan.recipes.echo")
+    echo.main = lambda args: (print("echo", args, sys.argv[0]), sys.exit(int(args[0])))
+    monkeypatch.setitem(sys.modules, "hf_seqgan.recipes.echo", echo)
+    monkeypatch.setattr(cli, "recipes", lambda: {"echo": tmp_path / "echo.py"})
     code, out, _ = _run(capsys, "run", "echo", "3", "--flag")
-    assert code == 3 and "echo ['3', '--flag']" in out
-    monkeypatch.setenv("HF_SEQGAN_EXAMPLES", str(tmp_path / "nowhere"))
-    code, _, err = _run(capsys, "run", "echo")
-    assert code == 2 and "HF_SEQGAN_EXAMPLES=" in err and "is not a folder" in err
+    assert code == 3 and "echo ['3', '--flag'] hf-seqgan run echo" in out
+    assert sys.argv == argv
+
+
+def test_the_examples_call_the_package_recipes():
+    """`examples/run_<name>.py` are thin: each calls `hf_seqgan.recipes.<name>.main`, and the library never
+    reads examples/."""
+    import hf_seqgan.cli as cli
+
+    for script in (ROOT / "examples").glob("run_*.py"):
+        name = script.stem[len("run_"):]
+        text = script.read_text(encoding="utf-8")
+        assert f"from hf_seqgan.recipes.{name} import main" in text, script
+        assert (cli.RECIPES_DIR / f"{name}.py").is_file()
+    assert "examples" not in str(cli.RECIPES_DIR)
 
 
 def test_plot_command(capsys, tmp_path):

@@ -118,7 +118,7 @@ LAYERS = {
     "logits_process": 2, "sequences": 2,
     "rollout": 3,
     "scoring": 4, "rewards": 4, "evaluation": 4, "reranking": 4, "hub": 4, "cards": 4,
-    "oracle": 5, "seq2seq_discriminator": 5, "residual_ebm": 6,
+    "oracle": 5, "seq2seq_discriminator": 5, "discriminator_training": 5, "residual_ebm": 6,
     "trainers": 7,
     "recipes": 8, "cli": 8, "__main__": 9, "__init__": 10,
 }

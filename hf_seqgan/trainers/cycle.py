@@ -60,24 +60,24 @@ import dataclasses
 from typing import Callable, Optional
 
 import torch
-from transformers import DataCollatorForSeq2Seq, ForcedBOSTokenLogitsProcessor, LogitsProcessorList
+from transformers import DataCollatorForSeq2Seq
 
 from ..discriminators import SequenceDiscriminator
 from ..noise import TextNoiser, check_noise
 from ..rewards import DiscriminatorReward, MovingAverageBaseline, drop_nonfinite, leave_one_out_baseline
 from ..rollout import RolloutEngine
-from ..sampling import soft_embed, unwrap_model
+from ..sampling import unwrap_model
 from ..schedules import as_schedule, schedule_field
+from ._cycle_decoding import DirectionCallsMixin
 from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._latent import latent_terms
 from ._policy import (
     DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs,
     sync_discriminator_reference,
 )
-from ..directions import Direction, prepend_soft
+from ..directions import Direction
 from ..hidden_discriminator import HiddenStateDiscriminator
 from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
-from .losses import sequence_cross_entropy
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
@@ -152,7 +152,7 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
         check_noise(self.word_shuffle, self.word_dropout, self.word_blank)
 
 
-class CycleTrainer(BaseTrainer):
+class CycleTrainer(DirectionCallsMixin, BaseTrainer):
     """Unpaired training of a seq2seq model X -> Y (see the module docstring).
 
     Args:
@@ -326,56 +326,6 @@ class CycleTrainer(BaseTrainer):
         ids = [[t for t in row if t >= 0] for row in ids]  # a `labels` column may hold -100
         batch = self.processing_class.pad({"input_ids": ids}, return_tensors="pt")
         return batch["input_ids"].to(args.device), batch["attention_mask"].to(args.device)
-
-    # ------------------------------------------------------------------ model calls
-    def _forward(self, direction: Direction, src_ids, src_mask, tgt_ids, tgt_mask, soft=None) -> torch.Tensor:
-        """`(B,)` per-sequence cross-entropy of ``direction`` translating the source (ids, or soft
-        one-hots `(B, S, V)` fed through the encoder's embedding) into the target."""
-        labels = direction.labels(tgt_ids, tgt_mask)  # (B, T)
-        decoder_input_ids = unwrap_model(direction.model).prepare_decoder_input_ids_from_labels(labels=labels)
-        if soft is None:
-            src_ids, src_mask = direction.encoder_input(src_ids, src_mask)
-            source = {"input_ids": src_ids}
-        else:
-            tag = direction.target_tag if direction.position == "encoder" else direction.source_tag
-            if tag is not None and not bool((soft[:, 0].argmax(-1) == tag).all()):
-                soft, src_mask = prepend_soft(soft, src_mask, tag)
-            source = {"inputs_embeds": soft_embed(direction.model, soft, side="encoder")}  # (B, S, H)
-        logits = direction.model(**source, attention_mask=src_mask, decoder_input_ids=decoder_input_ids, use_cache=False).logits
-        return sequence_cross_entropy(logits, labels, self.args.label_smoothing_factor)
-
-    def _decode(self, direction: Direction, ids, mask, max_new: int, generator, *, do_sample: bool, differentiable: bool = False,
-                num_samples: int = 1, eval_mode: bool = False):
-        """Decode with ``direction`` (its tags included); ``eval_mode``: without dropout, as Lample et al.
-        generate back-translations."""
-        was_training = direction.model.training
-        direction.model.train(was_training and not eval_mode)
-        try:
-            return self._decode_rows(direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples)
-        finally:
-            direction.model.train(was_training)
-
-    def _sampling(self, direction: Direction, max_new: int, do_sample: bool) -> dict:
-        """The settings of a decode with ``direction``: its forced tag, lengths, temperature."""
-        tag = direction.forced_tag
-        max_new += int(tag is not None)
-        return dict(max_new_tokens=max_new, min_new_tokens=min(self.args.min_new_tokens, max_new), do_sample=do_sample,
-                    logits_processor=LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)]) if tag is not None else None,
-                    temperature=self.args.sampling_temperature if do_sample else 1.0)
-
-    def _decode_rows(self, direction: Direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples):
-        ids, mask = direction.encoder_input(ids, mask)
-        common = self._sampling(direction, max_new, do_sample)
-        if differentiable:
-            common.pop("temperature"), common.pop("do_sample")
-            return direction.engine.differentiable(ids, mask, tau=float(self.tau(self.state.global_step)), hard=True, noise=do_sample,
-                                                   generator=generator, num_samples=num_samples, **common)
-        return direction.engine.sample(ids, mask, generator=generator, num_samples=num_samples, **common)
-
-    def _without_tag(self, rollout) -> torch.Tensor:
-        """`(R, T)` the mask of G's own choices: the forced direction tag left out."""
-        mask = rollout.attention_mask
-        return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1) if self.to_y.forced_tag is not None else mask
 
     @torch.no_grad()
     def transfer(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *, to: str = "y",
