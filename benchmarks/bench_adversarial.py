@@ -37,6 +37,7 @@ import argparse
 import dataclasses
 import os
 import statistics
+import sys
 from pathlib import Path
 
 import _bench_env  # noqa: E402  (offline; the package and the sibling scripts importable)
@@ -155,6 +156,98 @@ def naive_monte_carlo_rewards(engine: RolloutEngine, batch: dict, rollout, score
     return rewards * rollout.attention_mask
 
 
+class ExpandedEngine:
+    """The engine with the continuation that the branched decode replaced (``continue_from`` before it):
+    every (row, prefix, sample) expanded, the encoder output and cross-attention K/V copied per row,
+    the prefix forced and decoded again from the start. ``monte_carlo_rewards`` calls only this."""
+
+    def __init__(self, engine: RolloutEngine):
+        self.engine = engine
+
+    def continue_from(self, *, encoded, prefixes, prefix_lengths, num_samples, max_length, **sampling):
+        rows, width = prefixes.shape
+        source_index = torch.arange(rows).repeat_interleave(prefix_lengths.numel() * num_samples)
+        lengths = prefix_lengths.repeat_interleave(num_samples).repeat(rows)
+        forced_mask = torch.arange(width)[None, :] < lengths[:, None]
+        out = self.engine.sample(encoded=encoded.select(source_index), forced_tokens=prefixes[source_index], forced_mask=forced_mask,
+                                 max_new_tokens=max_length, **sampling)
+        out.source_index, out.prefix_lengths = source_index, lengths
+        return out
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _mc_setup(settings: Settings, tok):
+    batch = _batch(settings, tok, settings.target_length)
+    model = _model(settings, tok).eval()
+    engine = RolloutEngine(model, tok)
+    disc = build_default_discriminator(tok, seed=0, dropout=0.0).eval()
+    disc.model.classifier.weight.data.mul_(100.0)  # spread the random judge's scores (std ~1 logit) so the means compare something
+    reward = DiscriminatorReward(disc, kind="logit")
+
+    def score(sequences, mask, source_index):
+        return reward(sequences, mask, source_index, source_ids=batch["input_ids"])
+
+    torch.manual_seed(0)
+    src = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        fakes = engine.sample(**src, max_new_tokens=settings.target_length, min_new_tokens=settings.target_length)
+    return engine, src, fakes, score
+
+
+def memory_probe(settings: Settings, tok, method: str) -> None:
+    """One call of ``method`` (branched / expanded) in this fresh process: the peak resident memory it adds."""
+    engine, src, fakes, score = _mc_setup(settings, tok)
+    with torch.no_grad():
+        enc = engine.encode(**src)
+        before = _rss_mib()
+        monte_carlo_rewards(engine if method == "branched" else ExpandedEngine(engine), enc, fakes, score, num_rollouts=settings.rollouts)
+    print(f"PEAK_EXTRA_MIB {_peak_rss_mib() - before:.1f}")
+
+
+def _probe_in_subprocess(method: str, argv: list[str]) -> float:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, __file__, *argv, "--mc_memory_probe", method], capture_output=True, text=True, check=True)
+    return float(next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PEAK_EXTRA_MIB")))
+
+
+def bench_branched(settings: Settings, tok, argv: list[str]) -> list[dict]:
+    """Monte-Carlo rewards with the branched continuation against the expanded one it replaced: time (interleaved)
+    and the peak memory one call adds (each in a fresh process)."""
+    engine, src, fakes, score = _mc_setup(settings, tok)
+    expanded = ExpandedEngine(engine)
+    with torch.no_grad():
+        enc = engine.encode(**src)
+        calls = {name: (lambda e=e: monte_carlo_rewards(e, enc, fakes, score, num_rollouts=settings.rollouts))
+                 for name, e in (("branched", engine), ("expanded", expanded))}
+        times = interleaved(calls, settings.mc_repeats)
+    speed = ratios(times, "expanded", "branched")
+    memory = {name: _probe_in_subprocess(name, argv) for name in calls}
+    print(f"\n### Monte-Carlo rewards, branched continuation vs the expanded one it replaced, N = {settings.rollouts}, "
+          f"T = {settings.target_length}, batch {settings.batch} ({settings.mc_repeats} repeats; memory: the peak resident memory one call adds, "
+          "in a fresh process)\n")
+    print("| continuation | median s | speed-up median / min / max | peak extra MiB |")
+    print("|---|---|---|---|")
+    print(f"| branched (`continue_from`) | {statistics.median(times['branched']):.2f} | {statistics.median(speed):.2f} / {min(speed):.2f} / "
+          f"{max(speed):.2f} | {memory['branched']:.0f} |")
+    print(f"| expanded (before) | {statistics.median(times['expanded']):.2f} | 1 | {memory['expanded']:.0f} |")
+    figure = f"Monte-Carlo rewards N={settings.rollouts}, T={settings.target_length}, batch {settings.batch}"
+    return [json_row("adversarial", f"{figure}: speed-up of the branched continuation", "the expanded continuation it replaced", speed, ">= 3x"),
+            json_row("adversarial", f"{figure}: peak memory of the branched continuation", "the expanded continuation it replaced",
+                     [memory["branched"] / memory["expanded"]], "<= 0.33")]
+
+
 def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
     batch = _batch(settings, tok, settings.target_length)
     model = _model(settings, tok).eval()
@@ -218,7 +311,9 @@ def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the CI smoke size (seconds)")
-    parser.add_argument("--part", choices=["steps", "mc", "both"], default="both")
+    parser.add_argument("--part", choices=["steps", "mc", "branched", "both"], default="both",
+                        help="steps, mc (batched vs the naive loops), branched (the branched continuation vs the expanded one), both (steps + mc)")
+    parser.add_argument("--mc_memory_probe", choices=["branched", "expanded"], help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, help="step-time repeats")
     parser.add_argument("--mc_repeats", type=int, help="Monte-Carlo repeats")
     parser.add_argument("--batch", type=int, help="batch size (default 16)")
@@ -233,7 +328,13 @@ def main(argv=None) -> None:
     settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads", "size", "rollouts", "target_length")
     begin(settings.threads)
     tok = _tokenizer(settings)
+    if cli.mc_memory_probe:
+        return memory_probe(settings, tok, cli.mc_memory_probe)
     rows: list = []
+    if cli.part == "branched":
+        probe_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--part", "branched")]
+        probe_argv = [a for i, a in enumerate(probe_argv) if not (probe_argv[i - 1:i] == ["--json"] or a == "--json")]
+        rows += bench_branched(settings, tok, probe_argv)
     if cli.part in ("steps", "both"):
         rows += bench_steps(settings, tok, cli.output_dir)
     if cli.part in ("mc", "both"):

@@ -51,7 +51,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from .sampling import categorical_sample, gumbel_softmax, soft_embed, unwrap_model
+from .sampling import DeferredVocabGradients, categorical_sample, gumbel_softmax, soft_embed, unwrap_model
 from .sequences import (
     _UNHANDLED_GENERATION_FIELDS,
     branched_cache,
@@ -99,6 +99,10 @@ def _check_gumbel_processors(processors, *, noise: bool) -> None:
 class RolloutEngine:
     """Batched, KV-cached decoding of one seq2seq model (see the module docstring).
 
+    ``defer_vocab_gradients`` (class attribute, `True`): the differentiable mode computes the
+    embedding's and LM head's weight gradients once over all steps (see
+    :class:`~hf_seqgan.sampling.DeferredVocabGradients`); `False` gives the per-step products.
+
     Args:
         model: an encoder–decoder `PreTrainedModel` with a LM head, or a `PeftModel` around one.
         tokenizer (*optional*): its tokenizer; needed for :meth:`tokenize` and :meth:`decode`, and
@@ -107,6 +111,8 @@ class RolloutEngine:
             builds from ``model.generation_config`` (forced BOS/EOS, ``min_length``, n-gram
             blocking, repetition penalty, suppressed/bad words).
     """
+
+    defer_vocab_gradients = True
 
     def __init__(self, model, tokenizer=None, *, use_generation_config: bool = True):
         check_seq2seq_model(model)
@@ -195,7 +201,18 @@ class RolloutEngine:
         return generation_config_processors(gen, self.eos_token_ids, steps, user, warpers)
 
     # ------------------------------------------------------------------ the loop
-    def _decode(
+    def _decode(self, enc: Encoded, *, hard_inputs: bool = False, **kwargs) -> Rollout:
+        """:meth:`_decode_loop`; in the differentiable mode with gradients on, inside a
+        :class:`~hf_seqgan.sampling.DeferredVocabGradients` (the embedding's and the LM head's weight
+        gradients computed once over all steps, hard inputs looked up) unless ``defer_vocab_gradients``
+        is off (the per-step products, the reference the tests compare with)."""
+        if not (kwargs.get("differentiable") and self.defer_vocab_gradients and torch.is_grad_enabled()):
+            return self._decode_loop(enc, **kwargs)
+        with DeferredVocabGradients() as deferred:
+            deferred.patch_head(self.model)
+            return self._decode_loop(enc, deferred=deferred, hard_inputs=hard_inputs, **kwargs)
+
+    def _decode_loop(
         self,
         enc: Encoded,
         *,
@@ -210,6 +227,8 @@ class RolloutEngine:
         output_logits: bool = False,
         sample_logprobs: bool = False,
         stop_at_eos: bool = True,
+        deferred: Optional[DeferredVocabGradients] = None,
+        hard_inputs: bool = False,
     ) -> Rollout:
         """One cached decode of ``enc.batch_size`` rows for at most ``steps`` tokens.
 
@@ -266,7 +285,8 @@ class RolloutEngine:
                     pad_one_hot = torch.zeros_like(soft[:1]).index_fill_(-1, torch.tensor([self.pad_token_id], device=device), 1.0)
                 soft = torch.where(unfinished[:, None], soft, pad_one_hot)  # (R, V)
                 softs.append(soft)
-                step_input = {"decoder_inputs_embeds": soft_embed(self.model, soft[:, None, :])}  # (R, 1, H)
+                index = tokens[:, None] if hard_inputs and deferred is not None else None  # straight-through: the value fed is one_hot(tokens)
+                step_input = {"decoder_inputs_embeds": soft_embed(self.model, soft[:, None, :], index=index, deferred=deferred)}  # (R, 1, H)
             else:
                 step_input = {"decoder_input_ids": tokens[:, None]}
             if eos.numel():
@@ -440,7 +460,7 @@ class RolloutEngine:
 
         return self._decode(
             enc, steps=steps, processors=self._processors(steps, logits_processor, []), min_new_tokens=min_new_tokens, choose=choose,
-            source_index=index, differentiable=True, output_logits=True,
+            source_index=index, differentiable=True, output_logits=True, hard_inputs=bool(hard),
             hidden_layers=tuple(hidden_layers) if output_hidden_states else None,
         )
 

@@ -21,7 +21,10 @@ from typing import Optional
 
 import torch
 
-__all__ = ["gumbel_noise", "gumbel_max_sample", "categorical_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding", "frozen_parameters", "frozen_call"]
+__all__ = [
+    "gumbel_noise", "gumbel_max_sample", "categorical_sample", "gumbel_softmax", "soft_embed", "unwrap_model", "input_embedding",
+    "frozen_parameters", "frozen_call", "DeferredVocabGradients",
+]
 
 
 def gumbel_noise(shape, *, generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -166,7 +169,145 @@ def _inputs_embeds_scale(stack: torch.nn.Module, embed: torch.nn.Module) -> floa
     return found
 
 
-def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Tensor:
+class _Collector:
+    """One weight's deferred gradient: dense pairs ``(a, b)`` adding ``a^T @ b`` and sparse rows ``(index, g)``."""
+
+    def __init__(self):
+        self.dense, self.rows = [], []
+
+    def gradient(self, weight: torch.Tensor) -> torch.Tensor:
+        grad = None
+        if self.dense:
+            a = torch.cat([x.reshape(-1, x.shape[-1]) for x, _ in self.dense])  # (N, V)
+            b = torch.cat([y.reshape(-1, y.shape[-1]) for _, y in self.dense])  # (N, H)
+            grad = (a.t() @ b).to(weight.dtype)  # (V, H): one product over every step
+        if self.rows:
+            grad = torch.zeros_like(weight) if grad is None else grad
+            grad.index_add_(0, torch.cat([i.reshape(-1) for i, _ in self.rows]), torch.cat([g.reshape(-1, g.shape[-1]) for _, g in self.rows]).to(weight.dtype))
+        self.dense, self.rows = [], []
+        return torch.zeros_like(weight) if grad is None else grad
+
+
+class _Anchor(torch.autograd.Function):
+    """A one-element tensor standing for ``weight`` in the graph: every deferred product takes it as an
+    input, so autograd runs its backward once, after all of theirs, and it returns the weight's gradient."""
+
+    @staticmethod
+    def forward(ctx, weight, collector):
+        ctx.collector, ctx.weight = collector, weight.detach()
+        return weight.new_zeros(1)
+
+    @staticmethod
+    def backward(ctx, _):
+        return ctx.collector.gradient(ctx.weight), None
+
+
+class _DeferredEmbed(torch.autograd.Function):
+    """``probs @ weight`` (``weight[index]`` when the value of ``probs`` is ``one_hot(index)``), its weight gradient deferred."""
+
+    @staticmethod
+    def forward(ctx, probs, weight, anchor, collector, index):
+        ctx.save_for_backward(probs if index is None else None, weight, index)
+        ctx.collector = collector
+        return probs @ weight if index is None else weight[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, weight, index = ctx.saved_tensors
+        grad_probs = grad @ weight.t() if ctx.needs_input_grad[0] else None  # (..., V)
+        if index is None:
+            ctx.collector.dense.append((probs, grad))
+        else:
+            ctx.collector.rows.append((index, grad))
+        return grad_probs, None, grad.new_zeros(1), None, None
+
+
+class _IndexEmbed(torch.autograd.Function):
+    """``weight[index]`` standing for ``probs @ weight`` where ``probs`` has the value ``one_hot(index)``."""
+
+    @staticmethod
+    def forward(ctx, probs, weight, index):
+        ctx.save_for_backward(weight, index)
+        return weight[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, index = ctx.saved_tensors
+        grad_probs = grad @ weight.t() if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros_like(weight).index_add_(0, index.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(weight.dtype))
+        return grad_probs, grad_weight, None
+
+
+class _DeferredLinear(torch.autograd.Function):
+    """``x @ weight^T + bias`` (a LM head), its weight gradient deferred."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, anchor, collector):
+        ctx.save_for_backward(x, weight)
+        ctx.collector, ctx.has_bias = collector, bias is not None
+        out = x @ weight.t()
+        return out + bias if bias is not None else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        ctx.collector.dense.append((grad, x))  # grad^T @ x: (V, H)
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
+        return (grad @ weight if ctx.needs_input_grad[0] else None), None, grad_bias, grad.new_zeros(1), None
+
+
+class DeferredVocabGradients:
+    """The vocabulary-sized weight gradients of a step-by-step differentiable decode, computed once.
+
+    Each step of a free-running decode multiplies by the embedding (:func:`soft_embed`) and the LM
+    head, whose weight gradients are `(V, H)` products: one per step and weight, each also added
+    into the `(V, H)` gradient. Here every step records its factors instead, and each weight's
+    gradient is one product over all steps (the embedding's, with hard one-hot inputs, an
+    ``index_add``), in the backward of one anchor node that autograd runs after every step's. The
+    gradients equal the per-step ones up to float summation order. Used as a context manager around
+    the decode: :meth:`patch_head` routes the model's LM head through it until the block ends."""
+
+    def __init__(self):
+        self._anchors: dict = {}
+        self._patched: list = []
+
+    def _anchor(self, weight: torch.Tensor):
+        key = id(weight)
+        if key not in self._anchors:
+            collector = _Collector()
+            self._anchors[key] = (_Anchor.apply(weight, collector), collector)
+        return self._anchors[key]
+
+    def embed(self, probs: torch.Tensor, weight: torch.Tensor, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        anchor, collector = self._anchor(weight)
+        return _DeferredEmbed.apply(probs, weight.detach(), anchor, collector, index)
+
+    def patch_head(self, model) -> None:
+        """Route ``model``'s output embedding (an `nn.Linear` with a trainable weight) through a deferred product."""
+        head = unwrap_model(model).get_output_embeddings()
+        if not isinstance(head, torch.nn.Linear) or not head.weight.requires_grad or "forward" in vars(head):
+            return
+
+        def forward(x, head=head):
+            anchor, collector = self._anchor(head.weight)
+            return _DeferredLinear.apply(x, head.weight.detach(), head.bias, anchor, collector)
+
+        head.forward = forward
+        self._patched.append(head)
+
+    def __enter__(self) -> "DeferredVocabGradients":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for head in self._patched:
+            del head.forward
+        self._patched = []
+
+
+def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder", index: Optional[torch.Tensor] = None,
+               deferred: Optional[DeferredVocabGradients] = None) -> torch.Tensor:
     """Embeddings ``probs @ E`` for a distribution over the vocabulary, ready to pass as
     ``decoder_inputs_embeds`` (``side="decoder"``) or ``inputs_embeds`` (``side="encoder"``).
 
@@ -178,6 +319,11 @@ def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Te
         model: a seq2seq `PreTrainedModel` or a `PeftModel` around one.
         probs (`torch.Tensor`): `(..., V)` with V the model's embedding rows (soft or one-hot).
         side (`str`): which stack the embeddings feed.
+        index (`torch.Tensor`, *optional*): `(...)` token ids when the *value* of ``probs`` is their
+            one-hot (straight-through inputs): the rows are looked up, and the embedding's gradient
+            is an ``index_add`` of the rows' gradients (equal to ``probs^T @ grad`` for one-hot values).
+        deferred (:class:`DeferredVocabGradients`, *optional*): defer the embedding's weight gradient
+            to one product over all the calls made with it.
 
     Returns:
         `torch.Tensor` of shape `(..., d_model)`, differentiable in ``probs`` and in the embedding.
@@ -193,7 +339,13 @@ def soft_embed(model, probs: torch.Tensor, *, side: str = "decoder") -> torch.Te
     base = unwrap_model(model)
     stack = base.get_decoder() if side == "decoder" else base.get_encoder()
     scale = _inputs_embeds_scale(stack, embed)
-    out = probs.to(weight.dtype) @ weight  # (..., H)
+    probs = probs.to(weight.dtype)
+    if deferred is not None and weight.requires_grad and torch.is_grad_enabled():
+        out = deferred.embed(probs, weight, index)  # (..., H)
+    elif index is not None:
+        out = _IndexEmbed.apply(probs, weight, index)
+    else:
+        out = probs @ weight  # (..., H)
     return out * scale if scale != 1.0 else out
 
 

@@ -434,3 +434,29 @@ def test_branched_continuation_shares_cross_attention_and_skips_prefixes(make_mo
     assert rows[0] == (4, 5)
     assert [r[0] for r in rows[1:]] == [8, 8, 16] and all(r[1] == 1 for r in rows[1:])
     assert projected == [4]  # the cross-attention keys projected once, for the 4 sources
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("hard", [True, False], ids=["straight-through", "soft"])
+def test_differentiable_decode_defers_vocab_gradients_exactly(family, hard, make_model, tokenizer, source_batch):
+    """The differentiable decode computes the embedding's and the LM head's weight gradients once over all
+    steps (straight-through inputs looked up): every parameter's gradient equals the per-step code's
+    (``defer_vocab_gradients=False``) within float tolerance, and so do the tokens and logits."""
+    model = make_model(family).train()
+    results = {}
+    for defer in (False, True):
+        engine = RolloutEngine(model, tokenizer)
+        engine.defer_vocab_gradients = defer
+        model.zero_grad(set_to_none=True)
+        out = engine.differentiable(**source_batch, max_new_tokens=6, hard=hard, generator=torch.Generator().manual_seed(3),
+                                    output_hidden_states=True)
+        weights = torch.linspace(0, 1, out.soft_tokens.shape[-1])
+        (out.logprobs.sum() + out.hidden_states[0].pow(2).mean() + (out.soft_tokens * weights).sum()).backward()
+        results[defer] = (out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert "forward" not in vars(model.get_output_embeddings())  # the LM head is restored
+    (ref, ref_grads), (new, new_grads) = results[False], results[True]
+    assert torch.equal(ref.sequences, new.sequences)
+    torch.testing.assert_close(new.logits, ref.logits, rtol=1e-4, atol=1e-5)
+    assert set(new_grads) == set(ref_grads)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(new_grads[name], grad, rtol=1e-4, atol=1e-6 * float(grad.abs().max()) + 1e-8, msg=name)

@@ -116,3 +116,35 @@ def test_soft_embed_is_differentiable_and_checks_vocab(make_model):
         soft_embed(model, torch.zeros(2, vocab - 1))
     with pytest.raises(ValueError, match="side must be"):
         soft_embed(model, probs, side="middle")
+
+
+def test_categorical_sample_with_given_uniforms_equals_drawing_them():
+    scores = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    drawn, lse = categorical_sample(scores, generator=torch.Generator().manual_seed(3))
+    uniform = torch.rand((6, 1), generator=torch.Generator().manual_seed(3))
+    given, lse2 = categorical_sample(scores, uniform=uniform)
+    assert torch.equal(drawn, given) and torch.equal(lse, lse2)
+
+
+@pytest.mark.parametrize("hard", [True, False], ids=["one-hot", "soft"])
+def test_deferred_vocab_gradients_equal_the_per_step_products(hard):
+    """DeferredVocabGradients: the embedding's and a LM head's weight gradients over several steps, computed once
+    (one product, or an index_add for one-hot inputs), equal the per-step products; the inputs' gradients too."""
+    from hf_seqgan.sampling import DeferredVocabGradients
+
+    g = torch.Generator().manual_seed(0)
+    vocab, hidden, rows, steps = 40, 8, 3, 4
+    weight = torch.randn(vocab, hidden, generator=g, requires_grad=True)
+    logits = torch.randn(steps, rows, vocab, generator=g, requires_grad=True)
+    grads = {}
+    for deferred in (None, DeferredVocabGradients()):
+        x, outputs = torch.zeros(rows, hidden), []
+        for t in range(steps):
+            soft = gumbel_softmax(logits[t] + x @ weight.t(), hard=hard, noise=False)  # (R, V): its own LM head product
+            index = soft.argmax(-1) if hard else None
+            x = soft @ weight if deferred is None else deferred.embed(soft, weight, index)  # the same product, its weight gradient deferred
+            outputs.append(x)
+        loss = torch.stack(outputs).pow(2).sum()
+        grads[deferred is None] = torch.autograd.grad(loss, (weight, logits))
+    for per_step, once in zip(grads[True], grads[False]):
+        torch.testing.assert_close(once, per_step, rtol=1e-5, atol=1e-6)
