@@ -249,20 +249,8 @@ def bench_branched(settings: Settings, tok, argv: list[str]) -> list[dict]:
 
 
 def bench_monte_carlo(settings: Settings, tok) -> list[dict]:
-    batch = _batch(settings, tok, settings.target_length)
-    model = _model(settings, tok).eval()
-    engine = RolloutEngine(model, tok)
-    disc = build_default_discriminator(tok, seed=0, dropout=0.0).eval()
-    disc.model.classifier.weight.data.mul_(100.0)  # spread the random judge's scores (std ~1 logit) so the means compare something
-    reward = DiscriminatorReward(disc, kind="logit")
-
-    def score(sequences, mask, source_index):
-        return reward(sequences, mask, source_index, source_ids=batch["input_ids"])
-
-    torch.manual_seed(0)
+    engine, src, fakes, score = _mc_setup(settings, tok)
     length = settings.target_length
-    src = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    fakes = engine.sample(**src, max_new_tokens=length, min_new_tokens=length)
     results = {}
 
     def batched():
