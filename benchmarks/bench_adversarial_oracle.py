@@ -7,6 +7,9 @@ Usage::
     python benchmarks/bench_adversarial_oracle.py --json adv.json              # the full run, seeds 0 1 2 (RESULTS.md)
     python benchmarks/bench_adversarial_oracle.py --seeds 0 --eval val --methods "log-ratio + MLE"   # choosing settings
     python benchmarks/bench_adversarial_oracle.py --report adv.json            # the tables of a saved run again
+    python benchmarks/bench_adversarial_oracle.py --reuse adv.json --methods "log-ratio, step rewards" --json step.json
+        # one more method: the student and the discriminator retrained (checked against the saved ones), the
+        # controls and the other methods taken from the saved run
 
 Task and student: ``bench_oracle.py``'s (the oracle BART of seed 0, 4,000 training pairs, a BART
 student trained 250 MLE steps per seed), imported. Per seed:
@@ -20,8 +23,12 @@ student trained 250 MLE steps per seed), imported. Per seed:
    ``gen_steps`` generator steps (one discriminator update per step, as the trainer does; the
    trainer keeps ``p_ref`` equal to the current generator, so the reward ``log_ratio`` estimates
    ``log p_data − log p_G``, and REINFORCE on it descends KL(p_G || p_copy)). Variants in
-   :data:`METHODS`: the log-ratio reward alone, mixed with the MLE term, and MaliGAN's normalised
-   weights with the MLE term.
+   :data:`METHODS`: the log-ratio reward alone, mixed with the MLE term, MaliGAN's normalised
+   weights with the MLE term, and the log-ratio reward per token (``step_rewards=True``,
+   ``gamma=1``: with the ratio head each token is rewarded with its own log-ratio increment, so
+   its return is the log-ratio to go, and the leave-one-out baseline of token t is the other
+   samples' mean return at t; D scores all T prefixes of each sample, T times the scoring of the
+   sequence-level reward).
 3. **The controls**: the same student trained ``gen_steps`` more MLE steps with the same learning
    rate and batch ("MLE + K"), and as many more steps as the discriminator and the generator took
    together ("MLE + all steps": pre-training + K generator + K discriminator steps).
@@ -62,6 +69,7 @@ METHODS = {
     "log-ratio": dict(reward="log_ratio", mle_weight="0"),
     "log-ratio + MLE": dict(reward="log_ratio", mle_weight="1"),
     "MaliGAN + MLE": dict(reward="maligan", mle_weight="1"),
+    "log-ratio, step rewards": dict(reward="log_ratio", mle_weight="0", step_rewards=True, gamma=1.0),
 }
 CONTROLS = ("MLE + K", "MLE + all steps")
 
@@ -71,7 +79,7 @@ class Settings:
     """One run's sizes; ``quick()`` is the CI smoke size."""
 
     seeds: tuple = (0, 1, 2)
-    methods: tuple = ("log-ratio", "log-ratio + MLE", "MaliGAN + MLE")
+    methods: tuple = ("log-ratio", "log-ratio + MLE", "MaliGAN + MLE", "log-ratio, step rewards")
     gen_steps: int = 500  # K: generator steps of the methods, and MLE steps of the "MLE + K" control
     d_steps: int = 1000  # the most discriminator pre-training steps (batch d_batch, early stopping)
     learning_rate: float = 5e-4  # the generator's in the methods and the controls' (batch: the oracle's 32)
@@ -110,7 +118,32 @@ def _in_training(history: list[dict]) -> dict:
     return {k: statistics.fmean(r[k] for r in history if k in r) for k in keys if any(k in r for r in history)}
 
 
-def run(s: Settings, json_path) -> dict:
+def _reused(s: Settings, path) -> dict:
+    """The saved run ``path`` to take the controls and the other methods from: its settings must be
+    ``s``'s but for the seeds and the methods."""
+    with open(path) as f:
+        saved = json.load(f)
+    ours = json.loads(json.dumps(dataclasses.asdict(s), default=str))
+    differ = [k for k in ours if k not in ("seeds", "methods") and saved["settings"].get(k) != ours[k]]
+    if differ:
+        raise SystemExit(f"--reuse {path}: its settings differ in {differ}; the saved models are not comparable")
+    missing = [seed for seed in s.seeds if str(seed) not in saved["seeds"]]
+    if missing:
+        raise SystemExit(f"--reuse {path} has no seed(s) {missing}")
+    return saved
+
+
+def _check_same(name: str, ours, saved, tol: float = 1e-6) -> float:
+    """The largest difference between a retrained model's numbers and the saved run's (printed)."""
+    pairs = [(a[k], b[k]) for a, b in zip(ours, saved) for k in a if isinstance(a[k], float)] if isinstance(ours, list) else \
+        [(ours[k], saved[k]) for k in ours if isinstance(ours[k], (int, float)) and k != "seconds"]
+    diff = max((abs(a - b) for a, b in pairs), default=0.0)
+    print(f"    {name} against the reused run's: largest difference {diff:.2g}" + ("" if diff <= tol else "  (NOT the same model)"),
+          file=sys.stderr, flush=True)
+    return diff
+
+
+def run(s: Settings, json_path, reuse=None) -> dict:
     o, ds = s.oracle, s.discriminator
     task = OracleTask.build(seed=o.oracle_seed, vocab_size=o.vocab_size, source_length=o.source_length, target_length=o.target_length, init_std=o.init_std)
     train, test, val = task.sample_dataset(o.train_size, seed=1), task.sample_dataset(o.test_size, seed=2), task.sample_dataset(ds.val_size, seed=3)
@@ -122,7 +155,10 @@ def run(s: Settings, json_path) -> dict:
           f"methods {list(s.methods)}: {s.gen_steps} generator steps at lr {s.learning_rate}, batch {o.batch}, adversarial weight "
           f"{s.adversarial_weight}, baseline {s.baseline}, {s.num_samples} sample(s) per source, 1 discriminator step per generator step "
           f"(lr {s.discriminator_learning_rate})\n", flush=True)
+    saved = _reused(s, reuse) if reuse else None
     record = {"settings": dataclasses.asdict(s), "seeds": {}}
+    if saved:
+        record["reused_from"] = str(reuse)
     ds = dataclasses.replace(ds, d_steps=s.d_steps)
     for seed in s.seeds:
         t0 = time.perf_counter()
@@ -133,6 +169,7 @@ def run(s: Settings, json_path) -> dict:
         print(f"  seed {seed}: discriminator held-out acc {result.d_heldout_acc:.3f} AUC {result.d_heldout_auc:.3f} (best step {result.best_step} "
               f"of {result.steps}, {result.seconds:.0f} s)", file=sys.stderr, flush=True)
         models = {"student (MLE, 250 steps)": student}
+        old = saved["seeds"][str(seed)] if saved else None
         for name in s.methods:
             start = time.perf_counter()
             models[name], history = _adversarial(copy.deepcopy(student), copy.deepcopy(disc), task, train, s, seed, METHODS[name], out)
@@ -140,6 +177,8 @@ def run(s: Settings, json_path) -> dict:
             per_seed["in_training"][name] = _in_training(history)
         extra = {"MLE + K": s.gen_steps, "MLE + all steps": result.steps + 2 * s.gen_steps}
         for name, steps in extra.items():
+            if old:
+                continue
             start = time.perf_counter()
             models[name] = _train(Seq2SeqTrainer, Seq2SeqTrainingArguments, copy.deepcopy(student), task, train, o, seed, steps, s.learning_rate, out)
             per_seed["seconds"][name] = time.perf_counter() - start
@@ -147,6 +186,16 @@ def run(s: Settings, json_path) -> dict:
         for name, model in models.items():
             per_seed["sweeps"][name] = mle_frontier(task, model.eval(), held, ds, seed)
             per_seed["samples"][name] = _samples(task, model, held, seed)
+        if old:  # the student and D are retrained (the new methods start from them): the saved run's, or the reuse is void
+            per_seed["reuse_check"] = {"discriminator": _check_same("discriminator", per_seed["discriminator"], old["discriminator"]),
+                                       "student": _check_same("student's sweep", per_seed["sweeps"]["student (MLE, 250 steps)"],
+                                                              old["sweeps"]["student (MLE, 250 steps)"])}
+            per_seed["reused"] = [n for n in old["sweeps"] if n not in models]
+            order = ["student (MLE, 250 steps)", *METHODS, *CONTROLS]
+            for key in ("sweeps", "samples", "seconds", "in_training"):
+                merged = {**{n: v for n, v in old.get(key, {}).items() if n in per_seed["reused"]}, **per_seed[key]}
+                per_seed[key] = {n: merged[n] for n in sorted(merged, key=lambda n: order.index(n) if n in order else len(order))}
+            per_seed["extra_steps"] = old["extra_steps"]
         per_seed["wall_seconds"] = time.perf_counter() - t0
         record["seeds"][seed] = per_seed
         print(f"  seed {seed} done in {per_seed['wall_seconds']:.0f} s: " + ", ".join(
@@ -190,6 +239,10 @@ def report(record: dict) -> None:
     seeds = list(record["seeds"].values())
     names = list(seeds[0]["sweeps"])
     methods = [n for n in names if n in METHODS]
+    if record.get("reused_from"):
+        print(f"Controls and methods other than {s['methods']} taken from {record['reused_from']} (the student and the discriminator "
+              f"retrained here, largest difference to the saved ones: "
+              f"{max(max(sd['reuse_check'].values()) for sd in seeds):.2g}); seconds: each model's own run's\n")
     print(f"### Discriminator (ratio head) pre-training, per seed {list(record['seeds'])}\n")
     print("| seed | held-out acc (validation) | AUC | best step / steps | s |")
     print("|---|---|---|---|---|")
@@ -224,7 +277,7 @@ def report(record: dict) -> None:
     print("\n### Seconds per seed (training)\n")
     for name in seeds[0]["seconds"]:
         print(f"- {name}: {_mean_sd([sd['seconds'][name] for sd in seeds])} s" + (f" ({seeds[0]['extra_steps'][name]} steps)" if name in CONTROLS else ""))
-    print(f"- whole seed: {_mean_sd([sd['wall_seconds'] for sd in seeds])} s")
+    print(f"- whole seed{' (this run)' if record.get('reused_from') else ''}: {_mean_sd([sd['wall_seconds'] for sd in seeds])} s")
     print(f"\n### Samples (seed {next(iter(record['seeds']))}, T=1, first three {s['eval']} sources)\n")
     for name, texts in seeds[0]["samples"].items():
         print(f"- {name}: " + " | ".join(texts))
@@ -244,6 +297,8 @@ def main(argv=None) -> None:
     parser.add_argument("--eval", choices=("test", "val"), help="evaluate on the test pairs (default) or the validation pairs (choosing settings)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--report", default=None, help="print the tables of a --json file written earlier, and stop")
+    parser.add_argument("--reuse", default=None, help="a --json file of a run with the same settings: train only --methods (and the "
+                        "student and discriminator they start from), take the controls and the other methods from it")
     cli = parser.parse_args(argv)
     if cli.report:
         with open(cli.report) as f:
@@ -253,7 +308,7 @@ def main(argv=None) -> None:
                                   "adversarial_weight", "num_samples", "baseline", "eval")
     begin(1)
     start = time.perf_counter()
-    record = run(s, cli.json)
+    record = run(s, cli.json, cli.reuse)
     report(record)
     print(f"\nWall time {time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.1f}")
 
