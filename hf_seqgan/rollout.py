@@ -102,6 +102,9 @@ class RolloutEngine:
     ``defer_vocab_gradients`` (class attribute, `True`): the differentiable mode computes the
     embedding's and LM head's weight gradients once over all steps (see
     :class:`~hf_seqgan.sampling.DeferredVocabGradients`); `False` gives the per-step products.
+    ``copy_cross_attention`` (class attribute, `True`): Monte-Carlo continuations copy each row's
+    cross-attention K/V once, when it joins the batch (fast); `False` keeps them once per source and
+    gathers them layer by layer at every step (less memory, slower; see benchmarks/RESULTS.md).
 
     Args:
         model: an encoder–decoder `PreTrainedModel` with a LM head, or a `PeftModel` around one.
@@ -113,6 +116,7 @@ class RolloutEngine:
     """
 
     defer_vocab_gradients = True
+    copy_cross_attention = True
 
     def __init__(self, model, tokenizer=None, *, use_generation_config: bool = True):
         check_seq2seq_model(model)
@@ -572,7 +576,7 @@ class RolloutEngine:
         order = torch.argsort(lengths, stable=True)  # (R,)
         src = source_index.index_select(0, order)
         joined = torch.searchsorted(lengths.index_select(0, order), torch.arange(steps, device=device), right=True).tolist()  # rows with L <= p
-        cache = branched_cache(getattr(tf, self._cache_arg), src, steps)
+        cache = branched_cache(getattr(tf, self._cache_arg), src, steps, copy_cross=self.copy_cross_attention)
         history = history_src.index_select(0, src)  # (R, 1+T): the forced tokens, overwritten where rows decode
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
         masks, token_logps, sampled_logps = [], [], []

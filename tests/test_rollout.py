@@ -383,8 +383,9 @@ def _expanded_continuation(engine, enc, prefixes, lengths, source_index, steps, 
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(), dict(temperature=0.7, top_k=20), "processor"], ids=["greedy", "sample", "top-k", "processor"])
-def test_branched_continuation_equals_the_expanded_decode(family, sampling, make_model, tokenizer, source_batch):
+@pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(), dict(temperature=0.7, top_k=20), "processor", "gather"],
+                         ids=["greedy", "sample", "top-k", "processor", "gathered cross K/V"])
+def test_branched_continuation_equals_the_expanded_decode(family, sampling, make_model, tokenizer, source_batch, monkeypatch):
     """continue_from decodes each prefix only once (one teacher-forced pass, continuations branched from its cache, one
     growing batch) and draws one uniform per row and step in the old row order: the same tokens, masks and log-probs
     as forcing every prefix on expanded rows, under the same seed; prefixes with an EOS (row 1 ends at step 2), a
@@ -395,6 +396,9 @@ def test_branched_continuation_equals_the_expanded_decode(family, sampling, make
     with torch.no_grad():
         sampled = engine.sample(encoded=enc, max_new_tokens=6, logits_processor=ends, generator=torch.Generator().manual_seed(1))
     assert sampled.attention_mask[1].sum() == 3 and sampled.sequences.shape[1] == 6
+    if sampling == "gather":  # cross-attention K/V kept once per source, gathered at every step
+        sampling = {}
+        monkeypatch.setattr(RolloutEngine, "copy_cross_attention", False)
     if sampling == "processor":  # a row-wise processor from the generation config, on the history of each row
         sampling = {}
         engine.base.generation_config.no_repeat_ngram_size = 2
