@@ -86,6 +86,7 @@ class Settings:
     vocab_size: int = 500
     threads: int = 1
     size: str = "tiny"  # or the public t5-small / bart-base shape (--size; the family is then the shape's)
+    variants: tuple = ()  # step-time variants by name prefix (--variants); empty: all
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -118,6 +119,8 @@ def bench_steps(settings: Settings, tok, output_dir: str) -> list[dict]:
     base = _model(settings, tok)
     trainers = {}
     for name, fields in step_variants(settings.rollouts).items():
+        if settings.variants and fields is not None and not any(name.startswith(v) for v in settings.variants):
+            continue
         model = _model(settings, tok)
         model.load_state_dict(base.state_dict())
         trainers[name] = _trainer(model, fields, tok, output_dir, settings)
@@ -328,11 +331,12 @@ def main(argv=None) -> None:
     parser.add_argument("--rollouts", type=int, help="Monte-Carlo completions per prefix (default 8)")
     parser.add_argument("--target_length", type=int, help="sampled tokens (default 20)")
     parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--variants", nargs="+", help="step-time variants to run beside Seq2SeqTrainer, by name prefix (default all)")
     _bench_env.add_size_argument(parser)
     parser.add_argument("--json", default=None, help="write the speed figures as JSON rows to this file (see benchmarks/run_all.py)")
     parser.add_argument("--output_dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_adversarial"))
     cli = parser.parse_args(argv)
-    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads", "size", "rollouts", "target_length")
+    settings = _bench_env.with_overrides(Settings.quick() if cli.quick else Settings(), cli, "batch", "repeats", "mc_repeats", "row_loop_repeats", "threads", "size", "rollouts", "target_length", "variants")
     begin(settings.threads)
     tok = _tokenizer(settings)
     if cli.mc_memory_probe:
