@@ -55,3 +55,18 @@ def test_bench_engine_real_size_quick_runs():
 def test_bench_adversarial_oracle_quick_runs():
     proc = _run("benchmarks/bench_adversarial_oracle.py", "--quick")
     assert "Below the frontier of MLE + K" in proc.stdout and "held-out acc" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-3000:]
+
+
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+
+
+def test_bench_multi30k_decoding_quick_runs():
+    import pytest
+
+    if not MULTI30K.is_dir():
+        pytest.skip(f"the real-data benchmark needs the Multi30k folder {MULTI30K} (../shared/data beside the repository), absent here")
+    proc = _run("benchmarks/bench_multi30k_decoding.py", "--quick")
+    out = proc.stdout
+    for row in ("| greedy |", "| sample T=1 |", "| rerank by D, N=4 |", "| residual EBM T_E=1, N=4 |", "control: D's trunk", "control: MLE"):
+        assert row in out, out[-3000:]
+    assert "drew the same candidates and D's argmax agreed: {2: True, 4: True}" in out and "nan" not in out, out[-3000:]
