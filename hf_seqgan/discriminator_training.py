@@ -22,6 +22,8 @@ from .seq2seq_discriminator import CHANCE_WARNING, heldout_metrics, log_odds
 
 __all__ = ["DiscriminatorTrainingResult", "train_discriminator"]
 
+_SELECT = {"loss": ("d_heldout_loss", -1), "auc": ("d_heldout_auc", 1), "acc": ("d_heldout_acc", 1)}  # figure, sign of better
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,6 +69,7 @@ def train_discriminator(
     max_grad_norm: Optional[float] = 1.0,
     eval_every: int = 50,
     patience: Optional[int] = 6,
+    select_by: str = "loss",
     chance_margin: float = 0.05,
     label_smoothing: float = 0.0,
     sampling: Optional[dict] = None,
@@ -81,8 +84,11 @@ def train_discriminator(
     on :func:`~hf_seqgan.discriminators.discriminator_loss`. A ``heldout`` slice of the real pairs
     never trains; each of its sources gets one fixed generated partner. Every ``eval_every`` steps
     the held-out accuracy (mean over the two classes), AUC and loss are measured; the state with the
-    lowest held-out loss is restored at the end (early stopping after ``patience`` evaluations
-    without improvement; `None`: never).
+    best held-out ``select_by`` figure is restored at the end (early stopping after ``patience``
+    evaluations without improvement; `None`: never). The untrained state is measured (the first row
+    of ``history``) but only kept when it already reaches ``target_accuracy``: a head that starts at
+    logit 0 has the loss ln 2 there, which an overconfident trained head can exceed while it separates
+    the classes well, so "lowest loss" would silently return the untrained discriminator.
 
     Args:
         discriminator: a :class:`Seq2SeqDiscriminator` or a
@@ -100,6 +106,9 @@ def train_discriminator(
             :meth:`~hf_seqgan.rollout.RolloutEngine.sample` (``max_new_tokens``, ``min_new_tokens``,
             ``temperature``, ``top_k``, ``top_p``); ``max_new_tokens`` defaults to the longest label.
         suppress_token_ids (*optional*): ids the generator may not emit (an oracle task's specials).
+        select_by (`str`, defaults to `"loss"`): which held-out figure picks the state kept and drives
+            early stopping: ``"loss"`` (lowest), ``"auc"`` or ``"acc"`` (highest). ``"auc"`` suits a
+            discriminator used for ranking (reranking, importance resampling), whose calibration matters less.
         chance_margin (`float`, defaults to 0.05): warn (:data:`CHANCE_WARNING`) when the held-out
             accuracy stays below ``0.5 + chance_margin``.
         log (*optional*): called with each evaluation row; default: the module logger at INFO.
@@ -112,6 +121,8 @@ def train_discriminator(
     from .evaluation import _examples, _pad
     from .rollout import RolloutEngine
 
+    if select_by not in _SELECT:
+        raise ValueError(f"select_by must be one of {tuple(_SELECT)}, got {select_by!r}.")
     if max_steps is None and target_accuracy is None:
         raise ValueError("Give max_steps, target_accuracy, or both.")
     if target_accuracy is not None and not 0.5 < target_accuracy <= 1.0:
@@ -161,10 +172,11 @@ def train_discriminator(
         return heldout_metrics(_score(discriminator, held_real, held_src, 256), _score(discriminator, held_fake, held_src, 256))
 
     start_time = time.perf_counter()
-    best = {**evaluate(), "step": 0}
-    history = [dict(best, d_train_loss=None, d_train_acc=None)]
-    best_state = copy.deepcopy(discriminator.state_dict())
-    reached = (best["d_heldout_acc"] >= target_accuracy) if target_accuracy is not None else None
+    initial = {**evaluate(), "step": 0}
+    history = [dict(initial, d_train_loss=None, d_train_acc=None)]
+    reached = (initial["d_heldout_acc"] >= target_accuracy) if target_accuracy is not None else None
+    best, best_state = (initial, copy.deepcopy(discriminator.state_dict())) if reached else (None, None)
+    key, sign = _SELECT[select_by]
     since_best, step, losses, accs, cursor = 0, 0, [], [], len(train)
     while step < max_steps and not reached:
         if cursor + batch_size > len(train):
@@ -197,7 +209,7 @@ def train_discriminator(
             (log or (lambda r: logger.info("discriminator %s", r)))(row)
             if target_accuracy is not None and row["d_heldout_acc"] >= target_accuracy:
                 reached, best, best_state = True, row, copy.deepcopy(discriminator.state_dict())
-            elif row["d_heldout_loss"] < best["d_heldout_loss"]:
+            elif best is None or sign * row[key] > sign * best[key]:
                 best, best_state, since_best = row, copy.deepcopy(discriminator.state_dict()), 0
             else:
                 since_best += 1
@@ -206,7 +218,7 @@ def train_discriminator(
     discriminator.load_state_dict(best_state)
     discriminator.eval()
     engine.base.train(gen_mode)
-    at_chance = best["d_heldout_acc"] < 0.5 + chance_margin and history[-1]["d_heldout_acc"] < 0.5 + chance_margin
+    at_chance = best["d_heldout_acc"] < 0.5 + chance_margin  # the state returned
     if at_chance:
         warnings.warn(f"{CHANCE_WARNING} (held-out accuracy {best['d_heldout_acc']:.3f}, AUC {best['d_heldout_auc']:.3f} after {step} steps, "
                       f"chance 0.5 + margin {chance_margin}). Train it longer or with another design, or give the generator no adversarial "

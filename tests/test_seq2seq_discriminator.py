@@ -11,6 +11,8 @@ one.
 import copy
 import warnings
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,6 +155,27 @@ def test_train_discriminator_reaches_a_target_accuracy(make_model, tokenizer):
         warnings.simplefilter("ignore")  # 4 steps leave it at chance, which it says
         other = train_discriminator(bert, gen, data, heldout=0.2, max_steps=4, eval_every=2, batch_size=8, sampling=dict(max_new_tokens=7))
     assert other.steps == 4 and len(other.history) == 3
+
+
+@pytest.mark.parametrize("select_by", ["loss", "auc"])
+def test_train_discriminator_keeps_a_trained_state_by_the_chosen_figure(select_by, make_model, tokenizer):
+    """The untrained state (logit 0: loss ln 2, accuracy 0.5) is measured but never kept unless it reaches
+    the target, even when every trained state has a higher loss; the kept state is the best trained row."""
+    gen = make_model("bart", warm=False)
+    disc = Seq2SeqDiscriminator(gen, tokenizer)  # the ratio head
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it may stay at chance at this learning rate, which it says
+        result = train_discriminator(disc, gen, _copy_task(tokenizer, 96), heldout=32, max_steps=12, eval_every=3, batch_size=16,
+                                     learning_rate=0.3, patience=None, select_by=select_by, sampling=dict(max_new_tokens=7))
+    trained = result.history[1:]
+    assert result.history[0]["step"] == 0 and result.history[0]["d_heldout_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert result.best_step > 0 and len(trained) == 4
+    figure = {"loss": min(r["d_heldout_loss"] for r in trained), "auc": max(r["d_heldout_auc"] for r in trained)}[select_by]
+    assert (result.d_heldout_loss if select_by == "loss" else result.d_heldout_auc) == figure
+    kept = next(r for r in trained if r["step"] == result.best_step)
+    assert result.d_heldout_acc == kept["d_heldout_acc"] and result.at_chance == (kept["d_heldout_acc"] < 0.55)
+    with pytest.raises(ValueError, match="select_by must be one of"):
+        train_discriminator(disc, gen, _copy_task(tokenizer, 8), select_by="f1")
 
 
 def test_train_discriminator_warns_at_chance(make_model, tokenizer):
