@@ -111,7 +111,7 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "__version__"]
-_SUBMODULES = {"seq2seq_discriminator", "discriminator_training", "sequences", "collapse", "pretraining", "residual_ebm", "cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
+_SUBMODULES = {"seq2seq_discriminator", "discriminator_training", "sequences", "continuation", "collapse", "pretraining", "residual_ebm", "cards", "directions", "scoring", "discriminators", "evaluation", "hidden_discriminator", "hub", "logits_process", "metrics", "noise", "oracle", "plotting",
                "recipes", "registry", "reranking", "rewards", "rollout", "sampling", "schedules", "synthetic", "tiny", "trainers"}
 
 

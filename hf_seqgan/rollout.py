@@ -52,11 +52,9 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from .sampling import DeferredVocabGradients, categorical_sample, gumbel_softmax, soft_embed, unwrap_model
+from .continuation import branched_decode
 from .sequences import (
     _UNHANDLED_GENERATION_FIELDS,
-    branched_cache,
-    cross_attention_from_cache,
-    grow_branched_cache,
     Encoded,
     Rollout,
     _as_eos_list,
@@ -524,114 +522,12 @@ class RolloutEngine:
         source_index = torch.arange(batch, device=device).repeat_interleave(k * num_samples)  # (B*K*N,)
         lengths = prefix_lengths.repeat_interleave(num_samples, dim=1).reshape(-1)  # (B*K*N,)
         warpers, choose = self._sampling_setup(do_sample, temperature, top_k, top_p, generator, logits_processor)
-        rollout = self._branched_decode(
-            enc, prefixes=prefixes, lengths=lengths, source_index=source_index, steps=steps,
+        rollout = branched_decode(
+            self, enc, prefixes=prefixes, lengths=lengths, source_index=source_index, steps=steps,
             processors=self._processors(steps, logits_processor, warpers), choose=choose, draws=do_sample, generator=generator,
         )
         rollout.prefix_lengths = lengths
         return rollout
-
-    def _branched_decode(self, enc: Encoded, *, prefixes, lengths, source_index, steps, processors, choose, draws, generator) -> Rollout:
-        """Rows ``i`` continuing ``prefixes[source_index[i], :lengths[i]]`` to ``steps`` tokens: the same
-        tokens, log-probs and random draws as one cached decode of every row with the prefixes forced
-        (``sample(forced_tokens=..., forced_mask=...)`` on expanded rows), without decoding the prefixes.
-
-        One teacher-forced pass over the `B` sources gives every forced position's logits, each
-        prefix's first free distribution and the cache to branch from. The rows, sorted by prefix
-        length, form one batch that grows: at position p the rows whose prefix ended before p decode
-        (their self-attention cache preallocated, all of length p), the rows whose prefix ends at p
-        take the teacher-forced logits and join. Every step draws one uniform per row in the original
-        row order, as the expanded decode did, so that sampled rows get the same tokens."""
-        self._check_cache_usable()
-        device, rows, pad = prefixes.device, lengths.numel(), self.pad_token_id
-        eos = torch.tensor(self.eos_token_ids, device=device, dtype=torch.long)
-        # the prefixes as the expanded decode fed them: the pad id after a first EOS, pad beyond the width
-        forced = torch.full((prefixes.shape[0], steps), pad, dtype=torch.long, device=device)  # (B, T)
-        width = min(prefixes.shape[1], steps)
-        forced[:, :width] = prefixes[:, :width]
-        if eos.numel():
-            hit = torch.isin(forced, eos).long()
-            forced = forced.masked_fill((hit.cumsum(-1) - hit) > 0, pad)
-        # 1. one teacher-forced pass over the longest prefix needed (and the first free position after it)
-        m = min(int(lengths.max()) if rows else 0, steps - 1) + 1
-        start = torch.full_like(forced[:, :1], self.decoder_start_token_id)
-        cfg = self.base.config
-        tf = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=enc.last_hidden_state), attention_mask=enc.attention_mask,
-            decoder_input_ids=torch.cat([start, forced[:, : m - 1]], dim=1), use_cache=True, return_dict=True,
-            **{self._cache_arg: EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))},
-        )
-        tf_logits = tf.logits  # (B, m, V)
-        history_src = torch.cat([start, forced], dim=1)  # (B, 1+T)
-        # the forced tokens' log-probs, once per source and position: raw, and under the processed scores
-        tf_raw = tf_logits.float()
-        tokens_src = forced[:, :m, None]  # (B, m, 1)
-        forced_logp = tf_raw.gather(-1, tokens_src).squeeze(-1) - tf_raw.logsumexp(-1)  # (B, m)
-        if processors:
-            processed = torch.stack([processors(history_src[:, : t + 1], tf_logits[:, t]).float() for t in range(m)], dim=1)  # (B, m, V)
-            forced_slogp = processed.gather(-1, tokens_src).squeeze(-1) - processed.logsumexp(-1)
-        else:
-            forced_slogp = forced_logp
-        # 2. rows sorted by prefix length: the batch at position p is a leading block of them
-        order = torch.argsort(lengths, stable=True)  # (R,)
-        src = source_index.index_select(0, order)
-        joined = torch.searchsorted(lengths.index_select(0, order), torch.arange(steps, device=device), right=True).tolist()  # rows with L <= p
-        cache = branched_cache(getattr(tf, self._cache_arg), src, steps, copy_cross=self.copy_cross_attention)
-        history = history_src.index_select(0, src)  # (R, 1+T): the forced tokens, overwritten where rows decode
-        unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-        masks, token_logps, sampled_logps = [], [], []
-        called = False
-        for p in range(steps):
-            uniform = torch.rand((rows, 1), generator=generator, device=device).index_select(0, order) if draws else None  # the expanded decode's draw
-            calling, free = (joined[p - 1] if p else 0), joined[p]
-            parts = []
-            if calling:
-                grow_branched_cache(cache, calling, p)  # rows whose prefix ended at p - 1 join with its cache
-                index = src[:calling]
-                # the encoder states feed only the cross-attention K/V, taken from the cache: once the first call has shown
-                # that the model reads them there, a view of one row stands for them (no copy per row and step)
-                states = enc.last_hidden_state
-                states = states[:1].expand(calling, -1, -1) if called and cross_attention_from_cache(cache) else states.index_select(0, index)
-                out = self.model(
-                    encoder_outputs=BaseModelOutput(last_hidden_state=states),
-                    attention_mask=enc.attention_mask.index_select(0, index), decoder_input_ids=history[:calling, p : p + 1],
-                    use_cache=True, return_dict=True, **{self._cache_arg: cache},
-                )
-                parts.append(out.logits[:, -1, :])  # (calling, V)
-                called = True
-            if free > calling:
-                parts.append(tf_logits[src[calling:free], p])  # prefixes ending at p: the teacher-forced distribution
-            tokens = history[:, p + 1].clone()
-            logp = forced_logp[:, min(p, m - 1)].index_select(0, src)  # used where the prefix covers p (then p < m)
-            slogp = forced_slogp[:, min(p, m - 1)].index_select(0, src)
-            if free:
-                logits = torch.cat(parts) if len(parts) > 1 else parts[0]  # (free, V)
-                scores = processors(history[:free, : p + 1], logits) if processors else logits
-                chosen, _, lse = choose(scores, None if uniform is None else uniform[:free])
-                raw = logits.float()
-                raw_lse = lse if lse is not None and not processors else raw.logsumexp(-1)
-                tokens[:free] = chosen
-                logp[:free] = raw.gather(-1, chosen[:, None]).squeeze(-1) - raw_lse
-                done = scores.float()
-                slogp[:free] = done.gather(-1, chosen[:, None]).squeeze(-1) - (lse if lse is not None else done.logsumexp(-1))
-            tokens = torch.where(unfinished, tokens, pad)
-            masks.append(unfinished.long())
-            token_logps.append(logp * unfinished)
-            sampled_logps.append(torch.where(unfinished, slogp, torch.zeros_like(slogp)))
-            history[:, p + 1] = tokens
-            if eos.numel():
-                unfinished = unfinished & ~torch.isin(tokens, eos)
-                if not bool(unfinished.any()):
-                    break
-        n, back = len(masks), torch.argsort(order)
-        return Rollout(
-            sequences=history[:, 1 : n + 1].index_select(0, back),
-            attention_mask=torch.stack(masks, dim=1).index_select(0, back),
-            logprobs=torch.stack(token_logps, dim=1).index_select(0, back),
-            source_index=source_index,
-            decoder_start_token_id=int(self.decoder_start_token_id),
-            sample_logprobs=torch.stack(sampled_logps, dim=1).index_select(0, back),
-        )
 
     def score(
         self,

@@ -5,9 +5,7 @@ the scorers and the trainers.
 - :class:`Rollout`: tokens, mask, per-token log-probs and whatever else a decode returned;
 - :func:`token_logprobs`, :func:`first_eos_mask`: per-token log-probs and the mask up to the first EOS;
 - :func:`check_seq2seq_model`, :func:`gradient_checkpointing_on`: what a model must be for cached decoding;
-- :func:`generation_config_processors`: the processors ``generate()`` builds from a generation config;
-- :func:`branched_cache`: the KV cache of Monte-Carlo continuations branched from one teacher-forced
-  pass (a batch that grows as prefixes end, preallocated; cross-attention K/V kept once per source).
+- :func:`generation_config_processors`: the processors ``generate()`` builds from a generation config.
 
 Every name is re-exported by :mod:`hf_seqgan.rollout`.
 """
@@ -30,13 +28,12 @@ from transformers import (
     SuppressTokensLogitsProcessor,
 )
 
-from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 
 from .sampling import unwrap_model
 
 __all__ = [
     "Encoded", "Rollout", "token_logprobs", "first_eos_mask", "check_seq2seq_model", "gradient_checkpointing_on",
-    "generation_config_processors", "branched_cache", "grow_branched_cache", "cross_attention_from_cache",
+    "generation_config_processors",
 ]
 
 # generation_config fields the engine turns into processors; other non-default processor fields
@@ -199,108 +196,3 @@ def generation_config_processors(gen, eos: Sequence[int], steps: int, user: Opti
         procs.extend(user)
     procs.extend(warpers)
     return procs
-
-
-# ---------------------------------------------------------------------- branched continuation caches
-class _BranchSelfLayer(DynamicLayer):
-    """Self-attention K/V of a batch that grows: preallocated `(R, H, capacity, D)` buffers whose first
-    ``rows`` rows are in the model's batch, all holding ``length`` entries. A row joins with the
-    first entries of its source's teacher-forced cache (:meth:`grow`), then decodes its own."""
-
-    def __init__(self, source_keys: torch.Tensor, source_values: torch.Tensor, rows_source: torch.Tensor, capacity: int):
-        super().__init__()
-        batch, heads, _, dim = source_keys.shape  # (B, H, m, D)
-        self.source_keys, self.source_values, self.rows_source = source_keys, source_values, rows_source
-        self.key_buffer = source_keys.new_empty((rows_source.numel(), heads, capacity, dim))  # (R, H, C, D)
-        self.value_buffer = source_values.new_empty((rows_source.numel(), heads, capacity, source_values.shape[-1]))
-        self.rows, self.length = 0, 0
-        self.is_initialized, self.device = True, source_keys.device
-        self.keys, self.values = self.key_buffer[:0, :, :0], self.value_buffer[:0, :, :0]
-
-    def grow(self, rows: int, length: int) -> None:
-        """Rows ``[self.rows, rows)`` join with their source's first ``length`` entries; every row then holds ``length``."""
-        if rows > self.rows:
-            index = self.rows_source[self.rows : rows]
-            self.key_buffer[self.rows : rows, :, :length] = self.source_keys[:, :, :length].index_select(0, index)
-            self.value_buffer[self.rows : rows, :, :length] = self.source_values[:, :, :length].index_select(0, index)
-        self.rows, self.length = rows, length
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if key_states.shape[0] != self.rows:
-            raise RuntimeError(f"branched cache: {key_states.shape[0]} rows updated, {self.rows} in the batch.")
-        end = self.length + key_states.shape[-2]
-        self.key_buffer[: self.rows, :, self.length : end] = key_states
-        self.value_buffer[: self.rows, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self.key_buffer[: self.rows, :, :end], self.value_buffer[: self.rows, :, :end]
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-
-class _BranchCrossLayer(DynamicLayer):
-    """Cross-attention K/V stored once per source `(B, H, S, D)`; the batch's rows read them through
-    ``rows_source``. With ``copy=False`` the rows' K/V are gathered when the attention reads them (one
-    layer at a time, freed after it); with ``copy=True`` each row's K/V is copied once, when it joins."""
-
-    def __init__(self, source_keys: torch.Tensor, source_values: torch.Tensor, rows_source: torch.Tensor, copy: bool):
-        super().__init__()
-        self.source_keys, self.source_values, self.rows_source, self.copy = source_keys, source_values, rows_source, copy
-        self.rows, self.is_initialized, self.device, self.computed = 0, True, source_keys.device, False
-        if copy:
-            self.key_buffer = source_keys.new_empty((rows_source.numel(), *source_keys.shape[1:]))  # (R, H, S, D)
-            self.value_buffer = source_values.new_empty((rows_source.numel(), *source_values.shape[1:]))
-
-    def grow(self, rows: int) -> None:
-        if self.copy and rows > self.rows:
-            index = self.rows_source[self.rows : rows]
-            self.key_buffer[self.rows : rows] = self.source_keys.index_select(0, index)
-            self.value_buffer[self.rows : rows] = self.source_values.index_select(0, index)
-        self.rows = rows
-
-    def _rows_of(self, source: torch.Tensor, buffer_name: str) -> torch.Tensor:
-        if self.copy:
-            return getattr(self, buffer_name)[: self.rows]
-        return source.index_select(0, self.rows_source[: self.rows])
-
-    # the attention reads ``layer.keys`` / ``layer.values``; the base class assigns them, which is ignored
-    keys = property(lambda self: self._rows_of(self.source_keys, "key_buffer"), lambda self, value: None)
-    values = property(lambda self: self._rows_of(self.source_values, "value_buffer"), lambda self, value: None)
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        self.computed = True  # a model that computes its cross K/V itself: they are correct if its encoder states are the rows' own
-        return key_states, value_states
-
-    def get_seq_length(self) -> int:
-        return self.source_keys.shape[-2]
-
-
-def branched_cache(source: EncoderDecoderCache, rows_source: torch.Tensor, capacity: int, *, copy_cross: bool = True) -> EncoderDecoderCache:
-    """A cache for rows that continue the sequences of ``source`` (a teacher-forced pass over `B`
-    source rows): row i branches from source row ``rows_source[i]``. Rows join in order with
-    ``grow(cache, rows, length)`` (:func:`grow_branched_cache`); self-attention K/V are preallocated
-    for ``capacity`` positions, cross-attention K/V stay those of the `B` sources."""
-    self_layers, cross_layers = [], []
-    for layer in source.self_attention_cache.layers:
-        self_layers.append(_BranchSelfLayer(layer.keys, layer.values, rows_source, capacity))
-    for layer in source.cross_attention_cache.layers:
-        cross_layers.append(_BranchCrossLayer(layer.keys, layer.values, rows_source, copy_cross))
-    self_cache, cross_cache = DynamicCache(), DynamicCache()
-    self_cache.layers, cross_cache.layers = self_layers, cross_layers
-    return EncoderDecoderCache(self_cache, cross_cache)
-
-
-def grow_branched_cache(cache: EncoderDecoderCache, rows: int, length: int) -> None:
-    """The first ``rows`` rows of a :func:`branched_cache` are in the batch, each holding ``length`` self-attention entries."""
-    for layer in cache.self_attention_cache.layers:
-        layer.grow(rows, length)
-    for layer in cache.cross_attention_cache.layers:
-        layer.grow(rows)
-
-
-def cross_attention_from_cache(cache: EncoderDecoderCache) -> bool:
-    """Whether every cross-attention layer of a :func:`branched_cache` read its K/V from the cache in
-    the calls so far (none computed them from the encoder states): then the encoder states passed
-    to the model are never read and need not be the rows' own."""
-    return not any(layer.computed for layer in cache.cross_attention_cache.layers)

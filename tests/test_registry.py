@@ -115,7 +115,7 @@ LAYERS = {
     "sampling": 0, "schedules": 0, "synthetic": 0, "registry": 0, "metrics": 0, "noise": 0, "tiny": 0, "plotting": 0, "directions": 0,
     "collapse": 1, "pretraining": 1,
     "discriminators": 1, "hidden_discriminator": 1,
-    "logits_process": 2, "sequences": 2,
+    "logits_process": 2, "sequences": 2, "continuation": 2,
     "rollout": 3,
     "scoring": 4, "rewards": 4, "evaluation": 4, "reranking": 4, "hub": 4, "cards": 4,
     "oracle": 5, "seq2seq_discriminator": 5, "discriminator_training": 5, "residual_ebm": 6,
