@@ -13,7 +13,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from .sequences import Encoded, Rollout
+from .sequences import Encoded, Rollout, chosen_logprobs
 
 __all__ = ["branched_decode", "branched_cache", "grow_branched_cache", "cross_attention_from_cache"]
 
@@ -199,12 +199,8 @@ def branched_decode(engine, enc: Encoded, *, prefixes, lengths, source_index, st
             logits = torch.cat(parts) if len(parts) > 1 else parts[0]  # (free, V)
             scores = processors(history[:free, : p + 1], logits) if processors else logits
             chosen, _, lse = choose(scores, None if uniform is None else uniform[:free])
-            raw = logits.float()
-            raw_lse = lse if lse is not None and not processors else raw.logsumexp(-1)
             tokens[:free] = chosen
-            logp[:free] = raw.gather(-1, chosen[:, None]).squeeze(-1) - raw_lse
-            done = scores.float()
-            slogp[:free] = done.gather(-1, chosen[:, None]).squeeze(-1) - (lse if lse is not None else done.logsumexp(-1))
+            logp[:free], slogp[:free] = chosen_logprobs(logits, scores, chosen, lse, bool(processors))
         tokens = torch.where(unfinished, tokens, pad)
         masks.append(unfinished.long())
         token_logps.append(logp * unfinished)

@@ -60,6 +60,7 @@ from .sequences import (
     _as_eos_list,
     _positive_int,
     check_seq2seq_model,
+    chosen_logprobs,
     first_eos_mask,
     generation_config_processors,
     gradient_checkpointing_on,
@@ -269,12 +270,9 @@ class RolloutEngine:
             tokens = torch.where(unfinished, tokens, self.pad_token_id)  # (R,)
             masks.append(unfinished.long())
             # log p(token) = logit - logsumexp(logits): no full-vocabulary log_softmax per step
-            raw = logits.float()
-            raw_lse = scores_lse if scores_lse is not None and not processed_here else raw.logsumexp(-1)  # one log-sum-exp when nothing processed the logits
-            token_logps.append((raw.gather(-1, tokens[:, None]).squeeze(-1) - raw_lse) * unfinished)
+            logp, slogp = chosen_logprobs(logits, scores, tokens, scores_lse, processed_here, sampled=sample_logprobs)
+            token_logps.append(logp * unfinished)
             if sample_logprobs:
-                processed = scores.float()
-                slogp = processed.gather(-1, tokens[:, None]).squeeze(-1) - (scores_lse if scores_lse is not None else processed.logsumexp(-1))
                 sampled_logps.append(torch.where(unfinished, slogp, torch.zeros_like(slogp)))
             if output_logits:
                 logits_out.append(logits)

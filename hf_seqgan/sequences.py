@@ -33,7 +33,7 @@ from .sampling import unwrap_model
 
 __all__ = [
     "Encoded", "Rollout", "token_logprobs", "first_eos_mask", "check_seq2seq_model", "gradient_checkpointing_on",
-    "generation_config_processors",
+    "generation_config_processors", "chosen_logprobs",
 ]
 
 # generation_config fields the engine turns into processors; other non-default processor fields
@@ -196,3 +196,17 @@ def generation_config_processors(gen, eos: Sequence[int], steps: int, user: Opti
         procs.extend(user)
     procs.extend(warpers)
     return procs
+
+
+def chosen_logprobs(logits: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor, scores_lse: Optional[torch.Tensor], processed: bool,
+                    *, sampled: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """`(R,)` log-probs of the chosen ``tokens`` under the raw ``logits`` `(R, V)` and (``sampled``) under
+    the processed ``scores`` they were drawn from. ``scores_lse``: the scores' log-normaliser when the
+    sampler computed it, reused for the raw logits when nothing ``processed`` them (one log-sum-exp a step)."""
+    raw = logits.float()
+    raw_lse = scores_lse if scores_lse is not None and not processed else raw.logsumexp(-1)
+    logp = raw.gather(-1, tokens[:, None]).squeeze(-1) - raw_lse
+    if not sampled:
+        return logp, None
+    done = scores.float()
+    return logp, done.gather(-1, tokens[:, None]).squeeze(-1) - (scores_lse if scores_lse is not None else done.logsumexp(-1))
