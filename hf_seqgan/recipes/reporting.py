@@ -10,14 +10,14 @@ import logging
 import math
 import os
 import re
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
-from .data import Corpus, SYNTHETIC_NOTE
+from .data import SYNTHETIC_NOTE, Corpus, load_test
 
 logger = logging.getLogger("hf_seqgan.recipes")
 
-__all__ = ["slug", "check_outputs", "write_predictions", "flatten_table", "add_collapse_columns", "report"]
+__all__ = ["slug", "evaluate_splits", "check_outputs", "write_predictions", "flatten_table", "add_collapse_columns", "report"]
 
 
 def check_outputs(model, tokenizer, sources: Sequence[str], outputs: Sequence[str], references: Optional[Sequence[str]] = None, *, data_args,
@@ -119,3 +119,24 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
         hint = next(check.hint for check in collapse.values() if check.hint)
         print("\n" + "\n".join(warnings + [hint]))
     return metrics
+
+
+def evaluate_splits(evaluate: Callable, validation, data_args, training_args, source_column: str, target_column: str, metrics: dict,
+                    *, source_key: str = "source") -> tuple[list[dict], dict, dict]:
+    """Run a recipe's ``evaluate(sources, references, prefix) -> (outputs, scores, table, check)`` on the
+    validation split and, with ``--do_predict`` and ``--test_file``, on the test file (its predictions and
+    metrics written to ``output_dir``). Updates ``metrics``; returns ``(samples, table, collapse)`` for :func:`report`."""
+    samples, table, collapse = [], {}, {}
+    if validation is not None:
+        sources, references = list(validation[source_column]), list(validation[target_column])
+        outputs, scores, table, collapse["model"] = evaluate(sources, references, "eval")
+        metrics.update(scores)
+        samples = [{source_key: s, "model": o, "reference": r} for s, o, r in list(zip(sources, outputs, references))[: data_args.num_printed_samples]]
+    if training_args.do_predict and data_args.test_file:
+        test_sources, test_references = load_test(data_args, source_column, target_column)
+        outputs, scores, test_table, collapse["test"] = evaluate(test_sources, test_references, "test")
+        scores.update(collapse["test"].metrics("test_"))
+        write_predictions(training_args.output_dir, "test", outputs, scores)
+        metrics.update(scores)
+        table.update({f"test: {k}": v for k, v in test_table.items()})
+    return samples, table, collapse

@@ -131,22 +131,8 @@ def main(argv=None):
         recipes.add_collapse_columns(table, "model (ROUGE F1)" if references is not None else "model", check)
         return predictions, scores, table, check
 
-    samples, table, collapse = [], {}, {}
-    if validation is not None:
-        sources, references = list(validation[src]), list(validation[tgt])
-        predictions, scores, table, collapse["model"] = evaluate(sources, references, "eval")
-        metrics.update(scores)
-        samples = [{"source": s, "model": p, "reference": r}
-                   for s, p, r in list(zip(sources, predictions, references))[: data_args.num_printed_samples]]
-
-    # 9. --do_predict: any held-out file, predictions and metrics written to output_dir.
-    if training_args.do_predict and data_args.test_file:
-        test_sources, test_references = recipes.load_test(data_args, src, tgt)
-        predictions, scores, test_table, collapse["test"] = evaluate(test_sources, test_references, "test")
-        scores.update(collapse["test"].metrics("test_"))
-        recipes.write_predictions(training_args.output_dir, "test", predictions, scores)
-        metrics.update(scores)
-        table.update({f"test: {k}": v for k, v in test_table.items()})
+    # 9. The validation split and, with --do_predict, any held-out file (predictions and metrics written to output_dir).
+    samples, table, collapse = recipes.evaluate_splits(evaluate, validation, data_args, training_args, src, tgt, metrics)
 
     # 10. What was done, as tables; results.json and the training curves in output_dir.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,

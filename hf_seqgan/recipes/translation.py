@@ -125,21 +125,9 @@ def main(argv=None):
         recipes.add_collapse_columns(table, "model", check)
         return translations, scores, table, check
 
-    samples, table, collapse = [], {}, {}
-    if corpus.validation is not None:
-        sources, references = list(corpus.validation[src]), list(corpus.validation[tgt])
-        translations, scores, table, collapse["model"] = evaluate(sources, references, "eval")
-        metrics.update(scores)
-        samples = [{src: s, "model": t, "reference": r} for s, t, r in list(zip(sources, translations, references))[: data_args.num_printed_samples]]
-
-    # 8. --do_predict: any held-out file (the direction tags applied), predictions and metrics written to output_dir.
-    if training_args.do_predict and data_args.test_file:
-        test_sources, test_references = recipes.load_test(data_args, src, tgt)
-        translations, scores, test_table, collapse["test"] = evaluate(test_sources, test_references, "test")
-        scores.update(collapse["test"].metrics("test_"))
-        recipes.write_predictions(training_args.output_dir, "test", translations, scores)
-        metrics.update(scores)
-        table.update({f"test: {k}": v for k, v in test_table.items()})
+    # 8. The validation split and, with --do_predict, any held-out file (the direction tags applied; predictions
+    #    and metrics written to output_dir).
+    samples, table, collapse = recipes.evaluate_splits(evaluate, corpus.validation, data_args, training_args, src, tgt, metrics, source_key=src)
 
     # 9. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
