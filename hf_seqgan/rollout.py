@@ -23,6 +23,16 @@ forced BOS/EOS tokens, ``min_length``, n-gram blocking, repetition penalty and s
 words are applied too (``use_generation_config=False`` turns that off), so greedy decoding equals
 ``model.generate(do_sample=False)`` token for token.
 
+``cache_implementation="static"`` (or ``model.generation_config.cache_implementation = "static"``)
+preallocates the KV cache of :meth:`RolloutEngine.sample` (`StaticCache` for self- and
+cross-attention), so every decode step after the first has the same shapes; ``compile=True`` then
+runs those steps through ``torch.compile(model)`` (compiled once per batch shape; on a GPU this is
+the path for CUDA graphs). Both give the tokens and log-probs of the default dynamic cache (tested).
+They apply to the decodes run without gradients (:meth:`~RolloutEngine.sample`, greedy or
+sampled); the differentiable mode writes its cache out of place for backward, and
+:meth:`~RolloutEngine.continue_from` already decodes into preallocated buffers whose batch grows
+every step.
+
 Examples:
 
 ```python
@@ -48,7 +58,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache, StaticCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from .sampling import DeferredVocabGradients, categorical_sample, gumbel_softmax, soft_embed, unwrap_model
@@ -112,12 +122,19 @@ class RolloutEngine:
         use_generation_config (`bool`, defaults to `True`): apply the processors `generate()`
             builds from ``model.generation_config`` (forced BOS/EOS, ``min_length``, n-gram
             blocking, repetition penalty, suppressed/bad words).
+        cache_implementation (`str`, *optional*): ``"dynamic"`` or ``"static"`` (preallocated KV
+            cache for :meth:`sample`); defaults to ``model.generation_config.cache_implementation``
+            when that is ``"static"`` (and ``use_generation_config``), else ``"dynamic"``.
+        compile (`bool`, defaults to `False`): run the decode steps of :meth:`sample` after the
+            first through ``torch.compile(model)``; needs ``cache_implementation="static"``. The
+            first call per batch shape pays the compilation (tens of seconds on CPU).
     """
 
     defer_vocab_gradients = True
     copy_cross_attention = True
 
-    def __init__(self, model, tokenizer=None, *, use_generation_config: bool = True):
+    def __init__(self, model, tokenizer=None, *, use_generation_config: bool = True, cache_implementation: Optional[str] = None,
+                 compile: bool = False):
         check_seq2seq_model(model)
         self.model = model
         self.base = unwrap_model(model)
@@ -150,10 +167,40 @@ class RolloutEngine:
             raise ValueError(f"{type(self.base).__name__} has no decoder_start_token_id; set model.generation_config.decoder_start_token_id.")
         self.use_generation_config = use_generation_config
         self._cache_arg = _cache_argument(self.base)
+        self.cache_implementation = self._pick_cache_implementation(cache_implementation, gen if use_generation_config else None)
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}.")
+        if compile and self.cache_implementation != "static":
+            raise ValueError("compile=True needs cache_implementation='static': with the dynamic cache every decode step has new "
+                             "shapes and would compile again. Pass cache_implementation='static' too.")
+        self.compile = compile
+        self._compiled_model = None
         if use_generation_config and gen is not None:
             odd = [k for k, default in _UNHANDLED_GENERATION_FIELDS.items() if getattr(gen, k, default) not in (default, None)]
             if odd:
                 logger.warning("generation_config sets %s, which the rollout engine does not apply; its samples will differ from generate().", odd)
+
+    @staticmethod
+    def _pick_cache_implementation(requested: Optional[str], gen) -> str:
+        if requested is None:
+            configured = getattr(gen, "cache_implementation", None) if gen is not None else None
+            if configured not in (None, "dynamic", "static"):
+                logger.warning("generation_config.cache_implementation=%r is not one the rollout engine has ('dynamic', 'static'); "
+                               "it decodes with the dynamic cache.", configured)
+            return "static" if configured == "static" else "dynamic"
+        if requested not in ("dynamic", "static"):
+            raise ValueError(f"cache_implementation must be 'dynamic' or 'static', got {requested!r}.")
+        return requested
+
+    def _step_model(self, static: bool, t: int):
+        """The callable for decode step ``t``: the compiled model for the steps after the first of a
+        static-cache decode with ``compile=True`` (the first step fills the cross-attention cache,
+        with other shapes), else the model."""
+        if not (static and self.compile and t > 0):
+            return self.model
+        if self._compiled_model is None:
+            self._compiled_model = torch.compile(self.model)
+        return self._compiled_model
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -243,7 +290,11 @@ class RolloutEngine:
         self._check_cache_usable()
         rows, device = enc.batch_size, enc.last_hidden_state.device
         cfg = self.base.config
-        cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
+        static = self.cache_implementation == "static" and not differentiable and not torch.is_grad_enabled()
+        if static:  # preallocated: every step after the first has the same shapes (compilable)
+            cache = EncoderDecoderCache(StaticCache(config=cfg, max_cache_len=steps), StaticCache(config=cfg, max_cache_len=enc.last_hidden_state.shape[1]))
+        else:
+            cache = EncoderDecoderCache(DynamicCache(config=cfg), DynamicCache(config=cfg))
         encoder_outputs = BaseModelOutput(last_hidden_state=enc.last_hidden_state)
         eos = torch.tensor(self.eos_token_ids if stop_at_eos else [], device=device, dtype=torch.long)
         history = torch.full((rows, steps + 1), self.pad_token_id, dtype=torch.long, device=device)  # (R, 1+T)
@@ -253,7 +304,7 @@ class RolloutEngine:
         pad_one_hot = None
         step_input: dict = {"decoder_input_ids": history[:, :1].clone()}
         for t in range(steps):
-            out = self.model(
+            out = self._step_model(static, t)(
                 encoder_outputs=encoder_outputs, attention_mask=enc.attention_mask, **{self._cache_arg: cache},
                 use_cache=True, output_hidden_states=hidden_layers is not None, return_dict=True, **step_input,
             )

@@ -49,7 +49,8 @@ def test_bench_oracle_quick_runs():
 
 def test_bench_engine_real_size_quick_runs():
     proc = _run("benchmarks/bench_engine_real_size.py", "--quick")
-    assert "engine speed / generate speed" in proc.stdout and "nan" not in proc.stdout, proc.stdout[-2000:]
+    assert "engine dynamic" in proc.stdout and "engine static" in proc.stdout and "tokens/s over generate" in proc.stdout, proc.stdout[-2000:]
+    assert "nan" not in proc.stdout, proc.stdout[-2000:]
 
 
 def test_bench_adversarial_oracle_quick_runs():
