@@ -67,6 +67,10 @@ def step_variants(rollouts: int) -> dict:
         f"reinforce + MC rollouts N={rollouts}": dict(rollouts=rollouts),
         "reinforce + step-level rewards": dict(step_rewards=True, gamma=0.95),
         "gumbel (straight-through)": dict(generator_update="gumbel"),
+        # the same two updates with the small BERT classifier as discriminator instead of the default
+        # Seq2SeqDiscriminator (a copy of the generator, whose own update is most of a step at real size)
+        "reinforce, moving-average baseline, classifier D": dict(baseline="moving_average", discriminator_type="classifier"),
+        "gumbel (straight-through), classifier D": dict(generator_update="gumbel", discriminator_type="classifier"),
     }
 
 
