@@ -192,6 +192,28 @@ def test_summarization_predicts_a_test_file_without_training(scripts, tmp_path):
         scripts["run_summarization"].main(["--test_target_file", str(test), "--output_dir", str(tmp_path / "x")])
 
 
+def test_no_repeat_ngram_size_decodes_as_generate_does(make_model, tokenizer, corpus, scripts, tmp_path):
+    """--no_repeat_ngram_size: the recipes' greedy decode equals `generate(no_repeat_ngram_size=n)`
+    token for token, and a negative size is refused when the options are parsed."""
+    from hf_seqgan.recipes import generate_texts
+
+    model = make_model("bart", warm=False)
+    word = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
+    model.final_logits_bias[0, word] = 50.0  # greedy emits this token at every step unless the processor stops it
+    sources = [p["article"] for p in corpus[:6]]
+    assert all(text.split().count("the") >= 10 for text in generate_texts(model, tokenizer, sources, max_source_length=24, max_new_tokens=12))
+    ours = generate_texts(model, tokenizer, sources, max_source_length=24, max_new_tokens=12, no_repeat_ngram_size=2)
+    batch = tokenizer(sources, return_tensors="pt", padding=True, truncation=True, max_length=24)
+    with torch.no_grad():
+        ids = model.generate(**batch, max_new_tokens=12, do_sample=False, no_repeat_ngram_size=2)
+    assert ours == [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    for text in ours:
+        bigrams = list(zip(text.split(), text.split()[1:]))
+        assert text.split().count("the") < 10 and len(set(bigrams)) == len(bigrams), text
+    with pytest.raises(ValueError, match="no_repeat_ngram_size must be >= 0"):
+        scripts["run_summarization"].main([*QUICK, "--no_repeat_ngram_size", "-1", "--output_dir", str(tmp_path)])
+
+
 def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, corpus):
     from hf_seqgan import recipes
     from tests.conftest import ROOT as _  # noqa: F401

@@ -81,6 +81,8 @@ class DataArguments:
     synthetic_train_size: int = field(default=2000, metadata={"help": "Synthetic training items when no data is given."})
     synthetic_eval_size: int = field(default=100, metadata={"help": "Synthetic validation items when no data is given."})
     num_printed_samples: int = field(default=3, metadata={"help": "Sample outputs printed at the end."})
+    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Evaluation and prediction decoding never repeat an n-gram of this size "
+                                                           "(transformers' NoRepeatNGramLogitsProcessor; 3 is usual for summaries); 0: off."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Held-out data to predict with --do_predict (same formats; any file, not only the corpus's)."})
     test_target_file: Optional[str] = field(default=None, metadata={"help": "References of --test_file in their own file (line-aligned); for style transfer the style-1 sentences."})
     test_reference_file: Optional[str] = field(default=None, metadata={"help": "Human references of --test_file (line-aligned): the same as --test_target_file for pairs; human transfers for style transfer."})
@@ -99,6 +101,8 @@ class DataArguments:
             raise FileNotFoundError(f"--test_file {self.test_file!r} does not exist.")
         if self.dataset_name and self.train_file:
             raise ValueError("Give --dataset_name or --train_file, not both.")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"--no_repeat_ngram_size must be >= 0 (0: off), got {self.no_repeat_ngram_size}.")
         if not 0 <= self.validation_split_percentage < 100:
             raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
 

@@ -79,12 +79,14 @@ def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed:
 
 def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_length: int, max_new_tokens: int, batch_size: int = 64,
                    num_samples: int = 1, source_token_id: Optional[int] = None, forced_token_id: Optional[int] = None,
-                   logits_processor=None, **sample_kwargs) -> list[str]:
+                   logits_processor=None, no_repeat_ngram_size: int = 0, **sample_kwargs) -> list[str]:
     """Decode ``sources`` in batches with the :class:`~hf_seqgan.rollout.RolloutEngine` (greedy
     unless ``do_sample=True``; ``generator``, ``top_k``, ... passed on); ``num_samples`` outputs per
     source, source-major. ``source_token_id`` is put in front of every source and ``forced_token_id``
-    forced as the first generated token (a shared model's direction tags, see :func:`direction_tokens`)."""
-    from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList
+    forced as the first generated token (a shared model's direction tags, see :func:`direction_tokens`).
+    ``no_repeat_ngram_size`` > 0 adds transformers' `NoRepeatNGramLogitsProcessor` (no n-gram of the
+    output repeated)."""
+    from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
     from ..rollout import RolloutEngine
     from ..directions import prepend_token
@@ -94,6 +96,8 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
     if forced_token_id is not None:
         processors.insert(0, ForcedBOSTokenLogitsProcessor(forced_token_id))
         max_new_tokens += 1
+    if no_repeat_ngram_size:
+        processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
     model.eval()
     engine = RolloutEngine(model, tokenizer)
     out: list[str] = []
