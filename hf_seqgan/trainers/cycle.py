@@ -93,7 +93,7 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     Models: ``shared_model``, ``x_token``, ``y_token``, ``direction_token_position``. Loss weights
     (schedules): ``reconstruction_weight``, ``adversarial_weight``, ``denoising_weight``,
     ``backtranslation_weight``, ``supervised_weight``. Updates: ``reconstruction_update``,
-    ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``num_samples``,
+    ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``scale_rewards``, ``num_samples``,
     ``tau``. Decoding: ``max_new_tokens``, ``min_new_tokens``, ``reconstruction_max_new_tokens``,
     ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``. Noise:
     ``word_shuffle``, ``word_dropout``, ``word_blank``, ``noise_whole_words``. Data:
@@ -116,6 +116,9 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     reconstruction_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How reconstruction reaches G: one of {UPDATES}."})
     adversarial_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How D's judgement reaches G: one of {UPDATES}."})
     baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
+    scale_rewards: str = dataclasses.field(default="none", metadata={"help": "'batch': divide each REINFORCE reward's advantage by that reward's standard deviation over the batch, "
+                                                                     "so that a term's pull does not depend on its reward's scale (log-odds rewards span tens of nats, p(real) "
+                                                                     "thousandths); 'none': as is."})
     reconstruction_max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of R's outputs (back-translation); defaults to the X batch's width."})
     backtranslation_do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample the back-translations (False: greedy, as Lample et al.)."})
     word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
@@ -131,7 +134,7 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
         super().__post_init__()
         check_shared_fields(self)
         for name, value, choices in (("reconstruction_update", self.reconstruction_update, UPDATES), ("adversarial_update", self.adversarial_update, UPDATES),
-                                     ("baseline", self.baseline, BASELINES),
+                                     ("baseline", self.baseline, BASELINES), ("scale_rewards", self.scale_rewards, ("batch", "none")),
                                      ("direction_token_position", self.direction_token_position, ("decoder", "encoder"))):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {choices}.")
@@ -459,8 +462,9 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         return g_loss, r_loss, soft_leaf
 
     def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict) -> torch.Tensor:
-        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k)) · log q(ŷ | x), averaged over rows, with q
-        the distribution the samples were drawn from (temperature and processors applied)."""
+        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k) / s_k) · log q(ŷ | x), averaged over rows,
+        with q the distribution the samples were drawn from (temperature and processors applied) and
+        s_k the batch's standard deviation of r_k with ``scale_rewards="batch"`` (else 1)."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
         valid = None
@@ -473,7 +477,10 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
                 baseline = torch.full_like(reward, self.baselines[name].update(mean) if mean is not None else 0.0)
             else:
                 baseline = torch.zeros_like(reward)
-            advantage = advantage + w[name] * (reward - baseline).float()
+            centred = (reward - baseline).float()
+            if args.scale_rewards == "batch" and int(valid.sum()) > 1:
+                centred = centred / reward[valid].float().std().clamp_min(1e-6)  # exactly scale-free above 1e-6
+            advantage = advantage + w[name] * centred
             self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
         advantage = advantage * valid
         src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
