@@ -116,7 +116,7 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     reconstruction_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How reconstruction reaches G: one of {UPDATES}."})
     adversarial_update: str = dataclasses.field(default="reinforce", metadata={"help": f"How D's judgement reaches G: one of {UPDATES}."})
     baseline: str = dataclasses.field(default="moving_average", metadata={"help": f"REINFORCE baseline: one of {BASELINES}."})
-    scale_rewards: str = dataclasses.field(default="none", metadata={"help": "'batch': divide each REINFORCE reward's advantage by that reward's standard deviation over the batch, "
+    scale_rewards: str = dataclasses.field(default="none", metadata={"help": "'batch': divide each REINFORCE reward's advantage by its root-mean-square over the batch (each |advantage| <= sqrt(rows)), "
                                                                      "so that a term's pull does not depend on its reward's scale (log-odds rewards span tens of nats, p(real) "
                                                                      "thousandths); 'none': as is."})
     reconstruction_max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of R's outputs (back-translation); defaults to the X batch's width."})
@@ -464,7 +464,7 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
     def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict) -> torch.Tensor:
         """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k) / s_k) · log q(ŷ | x), averaged over rows,
         with q the distribution the samples were drawn from (temperature and processors applied) and
-        s_k the batch's standard deviation of r_k with ``scale_rewards="batch"`` (else 1)."""
+        s_k the batch's root-mean-square of r_k - b_k with ``scale_rewards="batch"`` (else 1)."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
         valid = None
@@ -478,8 +478,10 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             else:
                 baseline = torch.zeros_like(reward)
             centred = (reward - baseline).float()
-            if args.scale_rewards == "batch" and int(valid.sum()) > 1:
-                centred = centred / reward[valid].float().std().clamp_min(1e-6)  # exactly scale-free above 1e-6
+            if args.scale_rewards == "batch" and bool(valid.any()):
+                # the root-mean-square advantage, not the rewards' std: with a moving-average baseline a batch of
+                # near-equal rewards far from the baseline would otherwise be divided by ~0 (measured: pg_loss 1.9e6)
+                centred = centred / centred[valid].pow(2).mean().sqrt().clamp_min(1e-6)
             advantage = advantage + w[name] * centred
             self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
         advantage = advantage * valid
