@@ -478,10 +478,11 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             else:
                 baseline = torch.zeros_like(reward)
             centred = (reward - baseline).float()
-            if args.scale_rewards == "batch" and bool(valid.any()):
-                # the root-mean-square advantage, not the rewards' std: with a moving-average baseline a batch of
-                # near-equal rewards far from the baseline would otherwise be divided by ~0 (measured: pg_loss 1.9e6)
-                centred = centred / centred[valid].pow(2).mean().sqrt().clamp_min(1e-6)
+            if args.scale_rewards == "batch":
+                # the root-mean-square advantage over the valid rows (no host sync), not the rewards' std: with a moving-average
+                # baseline a batch of near-equal rewards far from the baseline would otherwise be divided by ~0 (measured: pg_loss 1.9e6)
+                rms = ((centred.pow(2) * valid).sum() / valid.sum().clamp_min(1)).sqrt()
+                centred = centred / rms.clamp_min(1e-6)
             advantage = advantage + w[name] * centred
             self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
         advantage = advantage * valid
