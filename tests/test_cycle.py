@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from datasets import Dataset
@@ -357,6 +359,22 @@ def test_scale_rewards_makes_the_adversarial_pull_independent_of_the_reward_scal
 
 
 # ---------------------------------------------------------------------- the latent adversary
+def _straight_and_resumed(make_model, tokenizer, domains, tmp_path, **common):
+    """Two trainers of ``common``: one run straight through, one saved at step 2 and resumed from there."""
+    x, y = domains
+
+    def trainer(out, **extra):
+        return CycleTrainer(make_model("bart", warm=False), _config(out, **common, **extra), train_dataset=x, target_domain_dataset=y,
+                            processing_class=tokenizer)
+
+    full = trainer(tmp_path / "a")
+    full.train()
+    trainer(tmp_path / "b", save_strategy="steps", save_steps=2).train()
+    resumed = trainer(tmp_path / "b")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-2"))
+    return full, resumed
+
+
 def _encoder_params(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if f".{n}".count(".encoder.") and "embed" not in n and "shared" not in n}
 
@@ -385,17 +403,103 @@ def test_latent_adversary_is_off_by_default_and_resumes_exactly(make_model, toke
     plain = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "p", denoising_weight="1"), train_dataset=x, target_domain_dataset=y,
                          processing_class=tokenizer)
     assert "latent_discriminator" not in plain._auxiliaries
-    common = dict(latent_adversarial_weight="0.5", denoising_weight="1", max_steps=4)
-    full = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "a", **common), train_dataset=x, target_domain_dataset=y,
-                        processing_class=tokenizer)
-    full.train()
-    half = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "b", **common, save_strategy="steps", save_steps=2), train_dataset=x,
-                        target_domain_dataset=y, processing_class=tokenizer)
-    half.train()
-    resumed = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "b", **common), train_dataset=x, target_domain_dataset=y,
-                           processing_class=tokenizer)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-2"))
+    full, resumed = _straight_and_resumed(make_model, tokenizer, domains, tmp_path, latent_adversarial_weight="0.5", denoising_weight="1", max_steps=4)
     for a, b in ((full.model, resumed.model), (full.reconstructor, resumed.reconstructor),
                  (full.auxiliary("latent_discriminator").unwrapped, resumed.auxiliary("latent_discriminator").unwrapped)):
         for p, q in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(p, q)
+
+
+# ---------------------------------------------------------------------- the source-domain adversary (D_X on R's outputs)
+@pytest.mark.parametrize("family,update", [("marian", "reinforce"), ("bart", "gumbel")])
+def test_source_adversary_moves_the_reconstructor_and_its_discriminator_only(family, update, make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    args = _config(tmp_path, source_adversarial_weight="1", adversarial_update=update, discriminator_type="classifier")
+    trainer = CycleTrainer(make_model(family, warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    assert trainer.discriminator is None and trainer.source_discriminator is not None
+    models = {"G": trainer.model, "R": trainer.reconstructor, "D_X": trainer.source_discriminator}
+    before = {k: _params(m) for k, m in models.items()}
+    trainer.train()
+    assert {k for k, m in models.items() if _moved(before[k], m)} == {"R", "D_X"}
+    logs = {k for h in trainer.state.log_history for k in h}
+    assert {"source_d_loss", "source_d_acc", "source_d_heldout_auc", "source_discriminator_reward", "source_adversarial_weight"} <= logs
+    assert ("source_pg_loss" in logs) == (update == "reinforce") and "d_loss" not in logs
+    trainer.save_model(str(tmp_path / "final"))  # D_X is saved in its own folder and reloads
+    assert type(trainer.source_discriminator).from_pretrained(str(tmp_path / "final" / "source_discriminator")).conditional is False
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-model", "two-models"])
+@pytest.mark.parametrize("update", ["reinforce", "gumbel"])
+def test_source_adversary_is_the_adversarial_term_with_the_domains_swapped(shared, update, make_model, tokenizer, tmp_path):
+    """R's term against D_X on (X, Y) is exactly G's term against D on (Y, X): a run with
+    source_adversarial_weight moves R (the shared model) and D_X as a run with adversarial_weight on the
+    swapped domains moves G and D (greedy decodes and whole-dataset batches, so that the rows' order
+    cannot matter)."""
+    x = tokenizer(["the bank of peru said on monday", "the army of japan signed a deal", "oil prices fell", "a storm hit the coast"]).input_ids
+    y = tokenizer(["peru bank says", "japan signs deal", "oil falls", "storm hits coast"]).input_ids
+    x, y = Dataset.from_dict({"input_ids": x}), Dataset.from_dict({"input_ids": y})
+    common = dict(adversarial_update=update, discriminator_type="classifier", discriminator_dropout=0.0, do_sample=False, baseline="none",
+                  optim="sgd", learning_rate=0.5, reconstructor_optimizer="sgd", discriminator_optimizer="sgd", discriminator_learning_rate=0.5,
+                  max_new_tokens=6, reconstruction_max_new_tokens=6, min_new_tokens=3)  # an untrained model's greedy output is EOS alone
+    tags = dict(shared_model=True, direction_token_position="decoder") if shared else {}
+    source = CycleTrainer(make_model("mbart"), _config(tmp_path / "a", source_adversarial_weight="1", **common, **tags,
+                                                                   **(dict(x_token=EN, y_token=DE) if shared else {})),
+                          train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    swapped = CycleTrainer(make_model("mbart"), _config(tmp_path / "b", adversarial_weight="1", **common, **tags,
+                                                                    **(dict(x_token=DE, y_token=EN) if shared else {})),
+                           train_dataset=y, target_domain_dataset=x, processing_class=tokenizer)
+    start = _params(swapped.model)
+    source.train(), swapped.train()
+    moved_source = source.model if shared else source.reconstructor
+    assert _moved(start, swapped.model)
+    for (n, p), (_, q) in zip(moved_source.named_parameters(), swapped.model.named_parameters()):
+        torch.testing.assert_close(p, q, msg=n)
+    for (n, p), (_, q) in zip(source.source_discriminator.named_parameters(), swapped.discriminator.named_parameters()):
+        torch.testing.assert_close(p, q, msg=n)
+    if not shared:
+        assert not _moved(start, source.model)  # G is not part of R's term
+
+
+def test_source_adversary_resumes_exactly_and_is_refused_without_a_weight(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    full, resumed = _straight_and_resumed(make_model, tokenizer, domains, tmp_path, source_adversarial_weight="0.5", adversarial_weight="1",
+                                          discriminator_type="classifier", denoising_weight="1", max_steps=3, lr_scheduler_type="constant")
+    for a, b in ((full.model, resumed.model), (full.reconstructor, resumed.reconstructor), (full.discriminator, resumed.discriminator),
+                 (full.source_discriminator, resumed.source_discriminator)):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+    assert full.baselines["source_adversarial"].value == resumed.baselines["source_adversarial"].value is not None
+    given = resumed.source_discriminator
+    with pytest.raises(ValueError, match="source_discriminator was given but source_adversarial_weight is 0"):
+        CycleTrainer(make_model("bart", warm=False), _config(tmp_path, denoising_weight="1"), train_dataset=x, target_domain_dataset=y,
+                     processing_class=tokenizer, source_discriminator=given)
+
+
+def test_training_no_repeat_ngram_size_blocks_repeats_in_every_training_decode(make_model, tokenizer, domains, tmp_path):
+    """A model forced to repeat one token (through final_logits_bias) decodes it once per output in
+    training when n-grams of size 1 are blocked (and its policy-gradient score stays finite)."""
+    x, y = domains
+    model = make_model("bart", warm=False)
+    the = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
+    model.final_logits_bias.data[0, the] = 30.0
+    seen = []
+    for size in (0, 1):
+        trainer = CycleTrainer(copy.deepcopy(model), _config(tmp_path, adversarial_weight="1", discriminator_type="classifier", backtranslation_weight="1",
+                                                       training_no_repeat_ngram_size=size), train_dataset=x, target_domain_dataset=y,
+                               processing_class=tokenizer)
+        decodes = []
+        original = trainer._decode_rows
+
+        def spy(*a, **kw):
+            out = original(*a, **kw)
+            decodes.append(out.sequences)
+            return out
+
+        trainer._decode_rows = spy
+        trainer.train()
+        assert len(decodes) == 3  # two back-translations and the adversarial sample
+        seen.append(max(int((d == the).sum(-1).max()) for d in decodes))
+        assert all(torch.isfinite(torch.tensor(h["pg_loss"])) for h in trainer.state.log_history if "pg_loss" in h)
+    assert seen[0] > 1 and seen[1] == 1
+    with pytest.raises(ValueError, match="training_no_repeat_ngram_size must be an integer >= 0"):
+        _config(tmp_path, denoising_weight="1", training_no_repeat_ngram_size=-1)

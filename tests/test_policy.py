@@ -217,7 +217,7 @@ def test_cycle_policy_gradient_follows_the_analytic_score_function_gradient(make
     sampling = trainer._sampling(trainer.to_y, 1, True)
     sampling["top_k"] = 5  # CycleConfig samples without top-k: the estimator must follow any warper the engine applies
     trainer.model.train()
-    loss = trainer._policy_gradient(trainer.model, batch["input_ids"], batch["attention_mask"], _enumerated(engine, tokens),
+    loss = trainer._policy_gradient(trainer.to_y, batch["input_ids"], batch["attention_mask"], _enumerated(engine, tokens),
                                     {"adversarial": 2.0 * k * q}, {"adversarial": 1.0}, sampling)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     got = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)

@@ -14,7 +14,8 @@ that also measures fluency. ``--shared_model false`` trains two models instead (
 - BLEU to the source (sacreBLEU): how much content is kept (copying the source scores 100 with
   almost no transfer: its row is the floor on accuracy);
 - BLEU to a human reference where the data has one (the synthetic corpus does);
-- fluency: the discriminator's mean p(real style-1 text) for outputs in style 1.
+- fluency: the discriminator's mean p(real style-1 text) for outputs in style 1 (and, with
+  ``--source_adversarial_weight``, the style-0 discriminator's for outputs in style 0).
 
 With no arguments it runs its embedded default, which needs no network: synthetic Yelp-like review
 sentences from `hf_seqgan.synthetic`, a tokenizer trained on them and a tiny BART.
@@ -27,6 +28,8 @@ Usage:
         --validation_file $D/valid.0 --validation_target_file $D/valid.1 --max_train_samples 50000
     python examples/run_style_transfer.py --train_file reviews.json --text_column text --label_column label
     python examples/run_style_transfer.py --shared_model false --adversarial_weight 0
+    python examples/run_style_transfer.py ... --discriminator_type classifier --adversarial_update gumbel \
+        --adversarial_weight 1 --source_adversarial_weight 1 --training_no_repeat_ngram_size 2 --no_repeat_ngram_size 2  # a D per style
     python examples/run_style_transfer.py args.json
     # a held-out file: --test_file (style 0 -> 1), --test_target_file (style 1 -> 0), --test_reference_file (human transfers of --test_file)
     python examples/run_style_transfer.py ... --do_predict --test_file $D/valid.0 --test_target_file $D/valid.1
@@ -137,8 +140,9 @@ def main(argv=None):
                        "BLEU-source": sacrebleu.compute(predictions=texts, references=[[s] for s in sources])["score"]}
                 if refs is not None:
                     row["BLEU-ref"] = sacrebleu.compute(predictions=texts, references=[[r] for r in refs])["score"]
-                if trainer.discriminator is not None and target == 1:
-                    row["fluency p_D"] = recipes.classify(trainer.discriminator, texts)[:, trainer.discriminator.label_index("real")].exp().mean().item()
+                judge = trainer.discriminator if target == 1 else trainer.source_discriminator  # D on style 1, D_X on style 0
+                if judge is not None:
+                    row["fluency p_D"] = recipes.classify(judge, texts)[:, judge.label_index("real")].exp().mean().item()
                 table[f"{where}{system} {names[1 - target]} to {names[target]}"] = row
             name = f"{where}model {names[1 - target]} to {names[target]}"
             collapse[name] = recipes.check_outputs(generator, tokenizer, sources, outputs[target], data_args=data_args,

@@ -6,7 +6,7 @@ one-hots, and decoding (sampled, greedy or differentiable) with the direction's 
 from __future__ import annotations
 
 import torch
-from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList
+from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from ..directions import Direction, prepend_soft
 from ..sampling import soft_embed, unwrap_model
@@ -17,7 +17,7 @@ __all__ = ["DirectionCallsMixin"]
 
 class DirectionCallsMixin:
     """Needs the trainer's ``args`` (``label_smoothing_factor``, ``min_new_tokens``,
-    ``sampling_temperature``), ``tau``, ``state`` and ``to_y``."""
+    ``sampling_temperature``, ``training_no_repeat_ngram_size``), ``tau``, ``state`` and ``to_y``."""
 
     def _forward(self, direction: Direction, src_ids, src_mask, tgt_ids, tgt_mask, soft=None) -> torch.Tensor:
         """`(B,)` per-sequence cross-entropy of ``direction`` translating the source (ids, or soft
@@ -47,12 +47,14 @@ class DirectionCallsMixin:
             direction.model.train(was_training)
 
     def _sampling(self, direction: Direction, max_new: int, do_sample: bool) -> dict:
-        """The settings of a decode with ``direction``: its forced tag, lengths, temperature."""
+        """The settings of a decode with ``direction``: its forced tag, n-gram blocking, lengths, temperature."""
         tag = direction.forced_tag
         max_new += int(tag is not None)
+        processors = LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)] if tag is not None else [])
+        if self.args.training_no_repeat_ngram_size:
+            processors.append(NoRepeatNGramLogitsProcessor(self.args.training_no_repeat_ngram_size))
         return dict(max_new_tokens=max_new, min_new_tokens=min(self.args.min_new_tokens, max_new), do_sample=do_sample,
-                    logits_processor=LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)]) if tag is not None else None,
-                    temperature=self.args.sampling_temperature if do_sample else 1.0)
+                    logits_processor=processors or None, temperature=self.args.sampling_temperature if do_sample else 1.0)
 
     def _decode_rows(self, direction: Direction, ids, mask, max_new, generator, do_sample, differentiable, num_samples):
         ids, mask = direction.encoder_input(ids, mask)
@@ -63,7 +65,9 @@ class DirectionCallsMixin:
                                                    generator=generator, num_samples=num_samples, **common)
         return direction.engine.sample(ids, mask, generator=generator, num_samples=num_samples, **common)
 
-    def _without_tag(self, rollout) -> torch.Tensor:
-        """`(R, T)` the mask of G's own choices: the forced direction tag left out."""
+    def _without_tag(self, rollout, direction: Direction = None) -> torch.Tensor:
+        """`(R, T)` the mask of the model's own choices in a decode of ``direction`` (default: G's,
+        ``to_y``): the forced direction tag left out."""
         mask = rollout.attention_mask
-        return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1) if self.to_y.forced_tag is not None else mask
+        tag = (direction or self.to_y).forced_tag
+        return torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1) if tag is not None else mask

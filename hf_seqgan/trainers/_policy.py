@@ -176,7 +176,7 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
 
 def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch.Tensor, fake_ids: torch.Tensor, fake_mask: torch.Tensor, *,
                        source_ids: Optional[torch.Tensor] = None, fake_source_index: Optional[torch.Tensor] = None,
-                       label_smoothing: float = 0.0, steps: int = 1, name: str = "discriminator") -> None:
+                       label_smoothing: float = 0.0, steps: int = 1, name: str = "discriminator", prefix: str = "") -> None:
     """Update the trainer's discriminator ``name`` on real ``y`` `(B, L)` against generated ``ŷ``
     `(R, T)` (ids of the generator's vocabulary; the pairs ``(x, y)`` / ``(x_i, ŷ)`` when it is
     conditional, real row b reading source b and fake row r source ``fake_source_index[r]``).
@@ -187,7 +187,8 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
     discriminator reads texts (another vocabulary). Logs ``d_loss``, ``d_acc_real``, ``d_acc_fake``,
     ``d_acc``, and ``d_heldout_acc`` / ``d_heldout_auc``: the accuracy (mean over real and fake rows)
     and the AUC of the discriminator on this batch *before* it trains on it — the generated rows are
-    always new to it, the real ones are new until the data repeats. Returns ``d_heldout_acc``."""
+    always new to it, the real ones are new until the data repeats; each name after ``prefix`` (a
+    second discriminator's figures apart from the first's). Returns ``d_heldout_acc``."""
     from ..discriminators import discriminator_loss
     from ..seq2seq_discriminator import heldout_metrics
 
@@ -224,9 +225,10 @@ def discriminator_step(trainer, reward, real_ids: torch.Tensor, real_mask: torch
                                                                                  float("-inf")), 1)).detach().float()
             metrics = heldout_metrics(odds[:rows], odds[rows:])  # accuracy with ties counted half, and the AUC
             heldout = metrics["d_heldout_acc"]
-            trainer.record(d_heldout_acc=heldout, d_heldout_auc=metrics["d_heldout_auc"])
+            trainer.record(**{f"{prefix}d_heldout_acc": heldout, f"{prefix}d_heldout_auc": metrics["d_heldout_auc"]})
         trainer.auxiliary_step(name, loss)
-    trainer.record(d_loss=loss.detach(), d_acc_real=acc_real, d_acc_fake=acc_fake, d_acc=0.5 * (acc_real + acc_fake))
+    trainer.record(**{f"{prefix}d_loss": loss.detach(), f"{prefix}d_acc_real": acc_real, f"{prefix}d_acc_fake": acc_fake,
+                      f"{prefix}d_acc": 0.5 * (acc_real + acc_fake)})
     return heldout
 
 
@@ -251,16 +253,17 @@ def default_discriminator(generator, tokenizer, args, *, conditional: bool):
                                        vocab_size=unwrap_model(generator).config.vocab_size)
 
 
-def sync_discriminator_reference(trainer, discriminator) -> None:
+def sync_discriminator_reference(trainer, discriminator, generator=None) -> None:
     """Keep a generator-made discriminator's frozen copy of the generator current: its log-ratio is
-    then taken against the generator being trained. Once per optimizer step; not for a PEFT
-    generator (whose weights are the base plus adapters: the copy keeps the starting model)."""
+    then taken against the generator being trained (``generator``: the model it was made from, by
+    default the trainer's). Once per optimizer step and discriminator; not for a PEFT generator
+    (whose weights are the base plus adapters: the copy keeps the starting model)."""
     from ..sampling import unwrap_model
 
-    if getattr(discriminator, "reference", None) is None or trainer._synced_reference_at == trainer.state.global_step:
+    if getattr(discriminator, "reference", None) is None or trainer._synced_reference_at.get(id(discriminator)) == trainer.state.global_step:
         return
-    trainer._synced_reference_at = trainer.state.global_step
-    generator = getattr(trainer.model, "module", trainer.model)
+    trainer._synced_reference_at[id(discriminator)] = trainer.state.global_step
+    generator = getattr(trainer.model, "module", trainer.model) if generator is None else generator
     if hasattr(generator, "peft_config"):
         return
     discriminator.sync_reference(unwrap_model(generator))

@@ -245,7 +245,7 @@ class AdversarialTrainer(DiscriminatorRewardsMixin, BaseTrainer):
         self._heldout: collections.deque = collections.deque(maxlen=10)  # the discriminator's recent held-out accuracies
         self._pretrained = False  # pre-training ended on discriminator_pretrain_target_accuracy
         self._checked_discriminator = False
-        self._synced_reference_at = None
+        self._synced_reference_at = {}  # id(discriminator) -> the step its reference was synced
         self.ref_model = None
         if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
             self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)

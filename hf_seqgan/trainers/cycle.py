@@ -9,7 +9,9 @@ the Y domain, from texts of X and texts of Y that are not translations of each o
   (``reconstruction_update="gumbel"``, needs one vocabulary) or by REINFORCE with R's
   log-likelihood of x as G's reward (``"reinforce"``); R learns from the same reconstruction;
 - **adversarial**: D (real Y texts against G's outputs, outputs alone) rewards Y-like outputs, by
-  REINFORCE on D's reward or by Gumbel one-hots into D;
+  REINFORCE on D's reward or by Gumbel one-hots into D; with ``source_adversarial_weight`` a second
+  discriminator D_X (real X texts against R's outputs R(y)) pulls the other direction the same way,
+  so that in style transfer each style has its discriminator;
 - **denoising auto-encoding** of each domain (Lample et al. 2018, "Unsupervised Machine
   Translation Using Monolingual Corpora Only", https://arxiv.org/abs/1711.00043): R recovers x
   from a noised x and G recovers y from a noised y (word shuffle, drop, blank:
@@ -81,7 +83,7 @@ from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check
 
 __all__ = ["CycleConfig", "CycleTrainer"]
 
-LOSSES = ("reconstruction", "adversarial", "denoising", "backtranslation", "supervised", "latent_adversarial")
+LOSSES = ("reconstruction", "adversarial", "source_adversarial", "denoising", "backtranslation", "supervised", "latent_adversarial")
 UPDATES = ("reinforce", "gumbel")
 BASELINES = ("moving_average", "leave_one_out", "none")
 
@@ -91,11 +93,11 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     """Configuration of :class:`CycleTrainer` (a `Seq2SeqTrainingArguments` plus the fields below).
 
     Models: ``shared_model``, ``x_token``, ``y_token``, ``direction_token_position``. Loss weights
-    (schedules): ``reconstruction_weight``, ``adversarial_weight``, ``denoising_weight``,
+    (schedules): ``reconstruction_weight``, ``adversarial_weight``, ``source_adversarial_weight``, ``denoising_weight``,
     ``backtranslation_weight``, ``supervised_weight``. Updates: ``reconstruction_update``,
     ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``scale_rewards``, ``num_samples``,
     ``tau``. Decoding: ``max_new_tokens``, ``min_new_tokens``, ``reconstruction_max_new_tokens``,
-    ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``. Noise:
+    ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``, ``training_no_repeat_ngram_size``. Noise:
     ``word_shuffle``, ``word_dropout``, ``word_blank``, ``noise_whole_words``. Data:
     ``target_batch_size``, ``domain_column``. Reconstructor and discriminator optimizers and the
     default discriminator's size.
@@ -107,6 +109,9 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     direction_token_position: str = dataclasses.field(default="decoder", metadata={"help": "'decoder': the output domain's token is forced as the first generated token (mBART forced_bos_token_id); 'encoder': it is put in front of the source (a tag)."})
     reconstruction_weight: str = schedule_field("1.0", "Weight of the reconstruction loss R(G(x)) ~ x.")
     adversarial_weight: str = schedule_field("1.0", "Weight of the adversarial loss (G's outputs judged Y-like by D); 0 = no discriminator.")
+    source_adversarial_weight: str = schedule_field("0.0", "Weight of the adversarial loss of the other direction: a second discriminator D_X tells real X texts from R's "
+                                                    "outputs R(y), and R (the shared model's y -> x direction) learns to pass as X, with the same update, reward and "
+                                                    "discriminator type as D; 0 = no D_X.")
     denoising_weight: str = schedule_field("0.0", "Weight of denoising auto-encoding of both domains.")
     backtranslation_weight: str = schedule_field("0.0", "Weight of on-the-fly back-translation (R on G(x) -> x, G on R(y) -> y).")
     supervised_weight: str = schedule_field("1.0", "Weight of the cross-entropy on X rows that carry `labels` (both directions).")
@@ -121,6 +126,10 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
                                                                      "thousandths); 'none': as is."})
     reconstruction_max_new_tokens: Optional[int] = dataclasses.field(default=None, metadata={"help": "Most tokens of R's outputs (back-translation); defaults to the X batch's width."})
     backtranslation_do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample the back-translations (False: greedy, as Lample et al.)."})
+    training_no_repeat_ngram_size: int = dataclasses.field(default=0, metadata={"help": "Block repeated n-grams of this size in every decode of training (samples, Gumbel decodes, "
+                                                                                     "back-translations; transformers' NoRepeatNGramLogitsProcessor, also in the policy "
+                                                                                     "gradient's on-policy score), so that a discriminator's blind spot for repeated words "
+                                                                                     "cannot be rewarded; decode with the same --no_repeat_ngram_size; 0 = off."})
     word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
     word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Denoising: probability of dropping a word."})
     word_blank: float = dataclasses.field(default=0.2, metadata={"help": "Denoising: probability of replacing a word by the mask token."})
@@ -149,6 +158,8 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
                              "en_XX/de_DE, or tags such as <2x>/<2y> added to the tokenizer).")
         if self.baseline == "leave_one_out" and self.num_samples < 2:
             raise ValueError(f"baseline='leave_one_out' needs num_samples >= 2 (the other samples of a source are the baseline), got {self.num_samples}.")
+        if isinstance(self.training_no_repeat_ngram_size, bool) or not isinstance(self.training_no_repeat_ngram_size, int) or self.training_no_repeat_ngram_size < 0:
+            raise ValueError(f"training_no_repeat_ngram_size must be an integer >= 0 (0 = off), got {self.training_no_repeat_ngram_size!r}.")
         for name in ("reconstruction_max_new_tokens", "target_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}.")
@@ -167,8 +178,11 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         reconstructor (*optional*): R, an `AutoModelForSeq2SeqLM` on the same tokenizer. None: a
             copy of G (two-model mode), or G itself with ``shared_model=True``.
         discriminator (*optional*): a :class:`~hf_seqgan.discriminators.SequenceDiscriminator` (or
-            a raw classifier with ``discriminator_processing_class``); None: a small classifier on
-            G's vocabulary. It judges outputs alone (unconditional).
+            a raw classifier with ``discriminator_processing_class``); None: the default of
+            ``discriminator_type``. It judges outputs alone (unconditional).
+        source_discriminator (*optional*): D_X, the same for the X domain (with
+            ``source_adversarial_weight`` > 0); None: the default of ``discriminator_type`` (made
+            from R where it is made from a model).
         processing_class: G's tokenizer (required; R reads G's token ids, so it shares it).
         peft_config, reconstructor_peft_config, discriminator_peft_config (*optional*): PEFT configs.
         Other arguments: as in `Seq2SeqTrainer`.
@@ -177,7 +191,8 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
     cli_name = "cycle"
     config_class = CycleConfig
     summary = "Unpaired X -> Y (Lample et al. 2018): denoising, back-translation, reconstruction, adversarial terms."
-    roles = {**BaseTrainer.roles, "latent_discriminator": "it tells the encoder's states of X-domain inputs from those of Y-domain inputs (the latent adversary)."}
+    roles = {**BaseTrainer.roles, "latent_discriminator": "it tells the encoder's states of X-domain inputs from those of Y-domain inputs (the latent adversary).",
+             "source_discriminator": "it scores texts of the source domain as real or as the reconstructor's outputs (the other direction's adversary)."}
 
     @classmethod
     def describe(cls, args):
@@ -208,6 +223,7 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         preprocess_logits_for_metrics: Optional[Callable] = None,
         discriminator_processing_class=None,
         discriminator_peft_config=None,
+        source_discriminator=None,
     ):
         if reconstructor is None and model is not None and not getattr(args, "shared_model", False):
             reconstructor = copy.deepcopy(model)  # R starts as a copy of G
@@ -231,9 +247,9 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         self.target_sampler = TargetDomainSampler(len(target_domain_dataset), seed=args.seed)
         self.weights = {name: as_schedule(getattr(args, f"{name}_weight")) for name in LOSSES}
         self.tau = as_schedule(args.tau)
-        self.baselines = {name: MovingAverageBaseline(args.baseline_decay) for name in ("reconstruction", "adversarial")}
+        self.baselines = {name: MovingAverageBaseline(args.baseline_decay) for name in ("reconstruction", "adversarial", "source_adversarial")}
         self.micro_steps = 0
-        self._synced_reference_at = None
+        self._synced_reference_at = {}  # id(discriminator) -> the step its reference was synced
         tags = [self._token_id(args.x_token), self._token_id(args.y_token)]
         self.noiser = TextNoiser(processing_class, word_shuffle=args.word_shuffle, word_dropout=args.word_dropout, word_blank=args.word_blank,
                                  whole_words=args.noise_whole_words, protected_ids=[t for t in tags if t is not None])
@@ -251,10 +267,17 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             if direction.forced_tag is not None:
                 unwrap_model(direction.model).generation_config.forced_bos_token_id = direction.forced_tag
         self.discriminator: Optional[SequenceDiscriminator] = None
-        if self.weights["adversarial"].bounds()[1] > 0:
-            self.discriminator = self._make_discriminator(discriminator, discriminator_processing_class, discriminator_peft_config)
-        elif discriminator is not None:
-            raise ValueError("A discriminator was given but adversarial_weight is 0 throughout: give adversarial_weight a positive value or drop it.")
+        self.source_discriminator: Optional[SequenceDiscriminator] = None
+        self._rewards: dict = {}  # the loss name -> the DiscriminatorReward of its discriminator
+        for name, given, loss in (("discriminator", discriminator, "adversarial"), ("source_discriminator", source_discriminator, "source_adversarial")):
+            if self.weights[loss].bounds()[1] > 0:
+                made_from = self.model if name == "discriminator" else self.to_x.model
+                setattr(self, name, self._make_discriminator(given, discriminator_processing_class, discriminator_peft_config, name=name,
+                                                             loss=loss, generator=made_from))
+            elif given is not None:
+                raise ValueError(f"A {name} was given but {loss}_weight is 0 throughout: give {loss}_weight a positive value or drop it.")
+        if self.source_discriminator is not None and self.reconstructor is not None and args.disable_dropout:
+            disable_dropout(self.to_x.model)  # R is trained by its own policy gradient: its samples and their score are one policy
         if self.weights["latent_adversarial"].bounds()[1] > 0:
             self._make_latent_discriminator()
         if args.world_size > 1 and "gumbel" in (args.reconstruction_update, args.adversarial_update):
@@ -294,15 +317,24 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
                            optimizer=args.reconstructor_optimizer, processing_class=tok, **schedule)
         return reconstructor
 
-    def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
+    def _make_discriminator(self, discriminator, tokenizer, peft_config, *, name: str, loss: str, generator) -> SequenceDiscriminator:
         args = self.args
-        discriminator = build_domain_discriminator(discriminator, self.processing_class, args, generator=self.model, discriminator_tokenizer=tokenizer,
+        discriminator = build_domain_discriminator(discriminator, self.processing_class, args, generator=generator, discriminator_tokenizer=tokenizer,
                                                    peft_config=peft_config)
-        self.add_auxiliary("discriminator", discriminator, learning_rate=args.discriminator_learning_rate,
+        self.add_auxiliary(name, discriminator, learning_rate=args.discriminator_learning_rate,
                            max_grad_norm=args.discriminator_max_grad_norm or None, optimizer=args.discriminator_optimizer)
         shares = discriminator.shares_vocabulary(self.processing_class)
-        self._d_reward = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
+        self._rewards[loss] = DiscriminatorReward(discriminator, kind=args.reward, generator_tokenizer=None if shares else self.processing_class)
         return discriminator
+
+    @property
+    def _d_reward(self) -> DiscriminatorReward:
+        """The reward of the Y-domain discriminator D."""
+        return self._rewards["adversarial"]
+
+    @_d_reward.setter
+    def _d_reward(self, reward: DiscriminatorReward) -> None:
+        self._rewards["adversarial"] = reward
 
     def _extra_state(self) -> dict:
         return {"micro_steps": self.micro_steps, "target_sampler": self.target_sampler.state_dict(),
@@ -312,7 +344,8 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         self.micro_steps = state["micro_steps"]
         self.target_sampler.load_state_dict(state["target_sampler"])
         for name, b in self.baselines.items():
-            b.load_state_dict(state["baselines"][name])
+            if name in state["baselines"]:  # checkpoints from before the source adversary lack its baseline
+                b.load_state_dict(state["baselines"][name])
 
     # ------------------------------------------------------------------ data and randomness
     def step_generator(self, micro_step: int) -> torch.Generator:
@@ -401,6 +434,8 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             sup_x = self._forward(self.to_x, y_ids, y_ids_mask, x[paired], x_mask[paired]).mean()
             r_loss, g_loss = r_loss + w["supervised"] * sup_x, g_loss + w["supervised"] * sup_y
             self.record(supervised_y_loss=sup_y.detach(), supervised_x_loss=sup_x.detach())
+        if self.source_discriminator is not None:
+            r_loss = r_loss + self._source_adversarial_term(x, x_mask, y, y_mask, w, generator)
         soft_leaf = None
         if w["reconstruction"] > 0 or self.discriminator is not None:
             g_cycle, r_cycle, soft_leaf = self._cycle_terms(model, x, x_mask, y, y_mask, w, generator)
@@ -453,18 +488,45 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
                 rewards["adversarial"] = self._d_reward(fakes.sequences, d_mask, index)
                 self.record(discriminator_reward=rewards["adversarial"].mean())
         if rewards:
-            g_loss = g_loss + self._policy_gradient(model, x, x_mask, fakes, rewards, w, self._sampling(self.to_y, max_new, args.do_sample))
+            g_loss = g_loss + self._policy_gradient(self.to_y, x, x_mask, fakes, rewards, w, self._sampling(self.to_y, max_new, args.do_sample))
         if self.discriminator is not None:
-            self._discriminator_update(y, y_mask, fakes.sequences.detach(), d_mask)
+            sync_discriminator_reference(self, self.discriminator, getattr(self.to_y.model, "module", self.to_y.model))
+            discriminator_step(self, self._d_reward, y, y_mask, fakes.sequences.detach(), d_mask, label_smoothing=args.discriminator_label_smoothing)
         self.record(output_length=d_mask.sum(-1).float().mean())
         if gumbel:
             self.record(tau=float(self.tau(self.state.global_step)))
         return g_loss, r_loss, soft_leaf
 
-    def _policy_gradient(self, model, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict) -> torch.Tensor:
-        """REINFORCE on G's samples: -(Σ_k w_k (r_k - b_k) / s_k) · log q(ŷ | x), averaged over rows,
-        with q the distribution the samples were drawn from (temperature and processors applied) and
-        s_k the batch's root-mean-square of r_k - b_k with ``scale_rewards="batch"`` (else 1)."""
+    def _source_adversarial_term(self, x, x_mask, y, y_mask, w, generator) -> torch.Tensor:
+        """The other direction's adversarial term: R's loss for its outputs R(y) to pass D_X as real X
+        texts (Gumbel one-hots into D_X, or REINFORCE on its reward), then D_X's update on real X
+        against R(y). Returns R's loss (in the shared model's graph when ``shared_model``)."""
+        args, disc, reward = self.args, self.source_discriminator, self._rewards["source_adversarial"]
+        gumbel = args.adversarial_update == "gumbel"
+        max_new = args.reconstruction_max_new_tokens or x.shape[1]
+        fakes = self._decode(self.to_x, y, y_mask, max_new, generator, do_sample=args.do_sample, differentiable=gumbel, num_samples=args.num_samples)
+        d_mask = self._without_tag(fakes, self.to_x)
+        disc.eval()
+        if gumbel:
+            logp = disc.log_probs(disc.logits_from_soft(fakes.soft_tokens, d_mask, frozen=True))
+            loss = -w["source_adversarial"] * logp[:, reward.real_label].mean()
+            self.record(source_adversarial_loss=-logp[:, reward.real_label].detach().mean(),
+                        source_discriminator_reward=logp[:, reward.real_label].detach().exp().mean())
+        else:
+            rewards = {"source_adversarial": reward(fakes.sequences, d_mask, fakes.source_index)}
+            self.record(source_discriminator_reward=rewards["source_adversarial"].mean())
+            loss = self._policy_gradient(self.to_x, y, y_mask, fakes, rewards, w, self._sampling(self.to_x, max_new, args.do_sample), prefix="source_")
+        sync_discriminator_reference(self, disc, getattr(self.to_x.model, "module", self.to_x.model))
+        discriminator_step(self, reward, x, x_mask, fakes.sequences.detach(), d_mask, label_smoothing=args.discriminator_label_smoothing,
+                           name="source_discriminator", prefix="source_")
+        self.record(source_output_length=d_mask.sum(-1).float().mean())
+        return loss
+
+    def _policy_gradient(self, direction: Direction, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict, prefix: str = "") -> torch.Tensor:
+        """REINFORCE on the samples of ``direction`` (G's: ``self.to_y``; R's: ``self.to_x``):
+        -(Σ_k w_k (r_k - b_k) / s_k) · log q(ŷ | x), averaged over rows, with q the distribution the
+        samples were drawn from (temperature and processors applied) and s_k the batch's
+        root-mean-square of r_k - b_k with ``scale_rewards="batch"`` (else 1). Logs ``{prefix}pg_loss``."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
         valid = None
@@ -486,18 +548,15 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             advantage = advantage + w[name] * centred
             self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
         advantage = advantage * valid
-        src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
+        src_ids, src_mask = direction.encoder_input(x, x_mask)
         index = fakes.source_index
-        logits = self.to_y.model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids,
-                                 use_cache=False).logits  # G outside DDP, as every other term (gradients averaged in training_step)
-        logp = sampled_logprobs(self.to_y.engine, logits, fakes.sequences, self._without_tag(fakes), **sampling)  # (R, T)
-        loss, _ = policy_loss(logp, advantage.detach(), self._without_tag(fakes), loss_type="reinforce")
-        self.record(pg_loss=loss.detach())
+        logits = direction.model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids,
+                                 use_cache=False).logits  # outside DDP, as every other term (gradients averaged in training_step)
+        own = self._without_tag(fakes, direction)
+        logp = sampled_logprobs(direction.engine, logits, fakes.sequences, own, **sampling)  # (R, T)
+        loss, _ = policy_loss(logp, advantage.detach(), own, loss_type="reinforce")
+        self.record(**{f"{prefix}pg_loss": loss.detach()})
         return loss
-
-    def _discriminator_update(self, y, y_mask, fake_sequences, fake_mask) -> None:
-        sync_discriminator_reference(self, self.discriminator)
-        discriminator_step(self, self._d_reward, y, y_mask, fake_sequences, fake_mask, label_smoothing=self.args.discriminator_label_smoothing)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
