@@ -13,7 +13,6 @@ the thresholds below lie between the two.
 """
 
 import pytest
-import torch
 
 from tests.conftest import SHARED_DATA
 from tests.test_examples import _lines, _script, _write_lines
@@ -24,14 +23,6 @@ TINY = ["--vocab_size", "1500", "--d_model", "64", "--layers", "2", "--batch_siz
         "--disable_tqdm", "true", "--logging_steps", "100"]
 RUN = ["--max_steps", "60", "--learning_rate", "1e-3", "--max_eval_samples", "32", "--per_device_eval_batch_size", "32", "--disable_tqdm", "true",
        "--num_printed_samples", "1", "--plot_curves", "false", "--logging_steps", "20"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

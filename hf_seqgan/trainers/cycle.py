@@ -332,10 +332,6 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         """The reward of the Y-domain discriminator D."""
         return self._rewards["adversarial"]
 
-    @_d_reward.setter
-    def _d_reward(self, reward: DiscriminatorReward) -> None:
-        self._rewards["adversarial"] = reward
-
     def _extra_state(self) -> dict:
         return {"micro_steps": self.micro_steps, "target_sampler": self.target_sampler.state_dict(),
                 "baselines": {name: b.state_dict() for name, b in self.baselines.items()}}
@@ -477,21 +473,15 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             r_loss = w["reconstruction"] * rec.mean()
             self.record(reconstruction_loss=rec.detach().mean())
         if self.discriminator is not None and w["adversarial"] > 0:
-            disc = self.discriminator
-            disc.eval()
-            if "adversarial" in gumbel:
-                logp = disc.log_probs(disc.logits_from_soft(fakes.soft_tokens, d_mask, frozen=True))
-                adv = -logp[:, self._d_reward.real_label].mean()
+            adv, reward = self._discriminator_signal("", fakes, d_mask, gumbel="adversarial" in gumbel)
+            if adv is not None:
                 g_loss = g_loss + w["adversarial"] * adv
-                self.record(adversarial_loss=adv.detach(), discriminator_reward=logp[:, self._d_reward.real_label].exp().mean())
             else:
-                rewards["adversarial"] = self._d_reward(fakes.sequences, d_mask, index)
-                self.record(discriminator_reward=rewards["adversarial"].mean())
+                rewards["adversarial"] = reward
         if rewards:
             g_loss = g_loss + self._policy_gradient(self.to_y, x, x_mask, fakes, rewards, w, self._sampling(self.to_y, max_new, args.do_sample))
         if self.discriminator is not None:
-            sync_discriminator_reference(self, self.discriminator, getattr(self.to_y.model, "module", self.to_y.model))
-            discriminator_step(self, self._d_reward, y, y_mask, fakes.sequences.detach(), d_mask, label_smoothing=args.discriminator_label_smoothing)
+            self._discriminator_update("", self.to_y, y, y_mask, fakes, d_mask)
         self.record(output_length=d_mask.sum(-1).float().mean())
         if gumbel:
             self.record(tau=float(self.tau(self.state.global_step)))
@@ -501,26 +491,42 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         """The other direction's adversarial term: R's loss for its outputs R(y) to pass D_X as real X
         texts (Gumbel one-hots into D_X, or REINFORCE on its reward), then D_X's update on real X
         against R(y). Returns R's loss (in the shared model's graph when ``shared_model``)."""
-        args, disc, reward = self.args, self.source_discriminator, self._rewards["source_adversarial"]
+        args = self.args
         gumbel = args.adversarial_update == "gumbel"
         max_new = args.reconstruction_max_new_tokens or x.shape[1]
         fakes = self._decode(self.to_x, y, y_mask, max_new, generator, do_sample=args.do_sample, differentiable=gumbel, num_samples=args.num_samples)
         d_mask = self._without_tag(fakes, self.to_x)
-        disc.eval()
-        if gumbel:
-            logp = disc.log_probs(disc.logits_from_soft(fakes.soft_tokens, d_mask, frozen=True))
-            loss = -w["source_adversarial"] * logp[:, reward.real_label].mean()
-            self.record(source_adversarial_loss=-logp[:, reward.real_label].detach().mean(),
-                        source_discriminator_reward=logp[:, reward.real_label].detach().exp().mean())
+        adv, reward = self._discriminator_signal("source_", fakes, d_mask, gumbel=gumbel)
+        if adv is not None:
+            loss = w["source_adversarial"] * adv
         else:
-            rewards = {"source_adversarial": reward(fakes.sequences, d_mask, fakes.source_index)}
-            self.record(source_discriminator_reward=rewards["source_adversarial"].mean())
-            loss = self._policy_gradient(self.to_x, y, y_mask, fakes, rewards, w, self._sampling(self.to_x, max_new, args.do_sample), prefix="source_")
-        sync_discriminator_reference(self, disc, getattr(self.to_x.model, "module", self.to_x.model))
-        discriminator_step(self, reward, x, x_mask, fakes.sequences.detach(), d_mask, label_smoothing=args.discriminator_label_smoothing,
-                           name="source_discriminator", prefix="source_")
+            loss = self._policy_gradient(self.to_x, y, y_mask, fakes, {"source_adversarial": reward}, w,
+                                         self._sampling(self.to_x, max_new, args.do_sample), prefix="source_")
+        self._discriminator_update("source_", self.to_x, x, x_mask, fakes, d_mask)
         self.record(source_output_length=d_mask.sum(-1).float().mean())
         return loss
+
+    def _discriminator_signal(self, prefix: str, fakes, d_mask, *, gumbel: bool):
+        """The judgement of a decode by D (``prefix=""``) or D_X (``"source_"``): with ``gumbel``, the
+        unweighted loss -log D(real | one-hots) through a frozen snapshot of the discriminator, else its
+        reward `(R,)` for REINFORCE. Returns ``(loss, None)`` or ``(None, reward)``."""
+        disc, judge = getattr(self, f"{prefix}discriminator"), self._rewards[f"{prefix}adversarial"]
+        disc.eval()
+        if gumbel:
+            logp_real = disc.log_probs(disc.logits_from_soft(fakes.soft_tokens, d_mask, frozen=True))[:, judge.real_label]
+            loss = -logp_real.mean()
+            self.record(**{f"{prefix}adversarial_loss": loss.detach(), f"{prefix}discriminator_reward": logp_real.detach().exp().mean()})
+            return loss, None
+        reward = judge(fakes.sequences, d_mask, fakes.source_index)
+        self.record(**{f"{prefix}discriminator_reward": reward.mean()})
+        return None, reward
+
+    def _discriminator_update(self, prefix: str, direction: Direction, real, real_mask, fakes, d_mask) -> None:
+        """D's (``prefix=""``) or D_X's (``"source_"``) step on real texts against the decode of ``direction``."""
+        disc = getattr(self, f"{prefix}discriminator")
+        sync_discriminator_reference(self, disc, getattr(direction.model, "module", direction.model))
+        discriminator_step(self, self._rewards[f"{prefix}adversarial"], real, real_mask, fakes.sequences.detach(), d_mask,
+                           label_smoothing=self.args.discriminator_label_smoothing, name=f"{prefix}discriminator", prefix=prefix)
 
     def _policy_gradient(self, direction: Direction, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict, prefix: str = "") -> torch.Tensor:
         """REINFORCE on the samples of ``direction`` (G's: ``self.to_y``; R's: ``self.to_x``):
