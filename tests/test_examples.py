@@ -224,6 +224,7 @@ def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, cor
     assert (model_args.tiny_d_model, model_args.tiny_layers, model_args.tiny_dropout, model_args.time_budget) == (256, 3, 0.1, 25.0)
     assert training_args.lr_scheduler_type == "inverse_sqrt" and training_args.warmup_steps == 300 and training_args.learning_rate == 5e-4
     assert training_args.label_smoothing_factor == 0.1 and training_args.per_device_train_batch_size == 64
+    assert training_args.train_sampling_strategy == "group_by_length"
     articles, headlines = [p["article"] for p in corpus], [p["headline"] for p in corpus]
     recipes.fit_lengths(model_args, data_args, tokenizer, articles, headlines)
     source_lengths = sorted(len(ids) for ids in tokenizer(articles)["input_ids"])
