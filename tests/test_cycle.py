@@ -503,3 +503,83 @@ def test_training_no_repeat_ngram_size_blocks_repeats_in_every_training_decode(m
     assert seen[0] > 1 and seen[1] == 1
     with pytest.raises(ValueError, match="training_no_repeat_ngram_size must be an integer >= 0"):
         _config(tmp_path, denoising_weight="1", training_no_repeat_ngram_size=-1)
+
+
+# ---------------------------------------------------------------------- the KL anchor to the starting G
+@pytest.mark.parametrize("update", ["reinforce", "gumbel"])
+def test_kl_coef_keeps_a_frozen_start_and_its_gradient_lowers_the_kl(update, make_model, tokenizer, domains, source_batch, tmp_path):
+    """kl_coef keeps a frozen copy of the starting G. While G equals it the k3 estimate and its
+    gradient are 0 (a first step equals the run without it); once G moves it is positive, and a
+    gradient step on it alone lowers it on the same decoded tokens."""
+    x, y = domains
+    common = dict(adversarial_weight="1", adversarial_update=update, discriminator_type="classifier", lr_scheduler_type="constant")
+
+    def run(kl, steps):
+        trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, kl_coef=kl, max_steps=steps, **common), train_dataset=x,
+                               target_domain_dataset=y, processing_class=tokenizer)
+        trainer.train()
+        return trainer
+
+    plain, first = run(0.0, 1), run(1.0, 1)
+    assert plain.ref_model is None and "kl" not in {k for h in plain.state.log_history for k in h}
+    for (n, p), (_, q) in zip(plain.model.named_parameters(), first.model.named_parameters()):
+        torch.testing.assert_close(p, q, msg=n)
+    anchored = run(1.0, 4)
+    kls = [h["kl"] for h in anchored.state.log_history if "kl" in h]
+    assert len(kls) == 4 and kls[0] == 0.0 and all(k >= 0 for k in kls) and kls[-1] > 0, kls
+    start = make_model("bart", warm=False)
+    assert not anchored.ref_model.training and not any(p.requires_grad for p in anchored.ref_model.parameters())
+    for (n, p), (_, q) in zip(start.named_parameters(), anchored.ref_model.named_parameters()):
+        assert torch.equal(p, q), n  # the anchor does not train
+    assert _moved(_params(start), anchored.model)
+
+    ids, mask = source_batch.input_ids, source_batch.attention_mask
+    fakes = anchored._decode(anchored.to_y, ids, mask, 6, torch.Generator().manual_seed(0), do_sample=True)
+    before = anchored._kl_to_start(ids, mask, fakes)
+    anchored.model.zero_grad()
+    before.backward()
+    with torch.no_grad():
+        for p in anchored.model.parameters():
+            if p.grad is not None:
+                p -= 1e-2 * p.grad
+        after = anchored._kl_to_start(ids, mask, fakes)
+    assert 0 < after < before, (float(before), float(after))
+
+
+def test_kl_coef_resumes_exactly_with_its_start_and_is_validated(make_model, tokenizer, domains, tmp_path):
+    x, y = domains
+    common = dict(adversarial_weight="1", discriminator_type="classifier", denoising_weight="1", max_steps=3, lr_scheduler_type="constant")
+    full, resumed = _straight_and_resumed(make_model, tokenizer, domains, tmp_path, kl_coef=0.5, **common)
+    for a, b in ((full.model, resumed.model), (full.ref_model, resumed.ref_model), (full.discriminator, resumed.discriminator)):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+    # the anchor comes from the checkpoint, not from the model the resumed trainer was built with
+    other = CycleTrainer(make_model("bart", warm=False, seed=1), _config(tmp_path / "c", kl_coef=0.5, **common), train_dataset=x,
+                         target_domain_dataset=y, processing_class=tokenizer)
+    other.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-2"))
+    for p, q in zip(full.ref_model.parameters(), other.ref_model.parameters()):
+        assert torch.equal(p, q)
+    CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "d", save_strategy="steps", save_steps=1, **{**common, "max_steps": 1}),
+                 train_dataset=x, target_domain_dataset=y, processing_class=tokenizer).train()
+    with pytest.raises(ValueError, match="the checkpoint has no starting model"):
+        CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "d", kl_coef=0.5, **common), train_dataset=x, target_domain_dataset=y,
+                     processing_class=tokenizer).train(resume_from_checkpoint=str(tmp_path / "d" / "checkpoint-1"))
+    for bad in (-0.1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="kl_coef must be a finite number >= 0"):
+            _config(tmp_path, kl_coef=bad, adversarial_weight="1")
+    with pytest.raises(ValueError, match="both weights are 0"):
+        _config(tmp_path, kl_coef=0.1, denoising_weight="1")
+
+
+def test_kl_coef_with_lora_takes_the_base_model_as_its_start(make_model, tokenizer, domains, tmp_path):
+    from peft import LoraConfig
+
+    x, y = domains
+    lora = LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    trainer = CycleTrainer(make_model("bart", warm=False), _config(tmp_path, kl_coef=1.0, adversarial_weight="1", discriminator_type="classifier",
+                                                                   max_steps=2), train_dataset=x, target_domain_dataset=y,
+                           processing_class=tokenizer, peft_config=lora)
+    assert trainer.ref_model is None  # no copy: the adapters are switched off
+    trainer.train()
+    kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert len(kls) == 2 and all(k > 0 for k in kls), kls  # random adapters: G differs from its base from the start
