@@ -535,14 +535,14 @@ def test_kl_coef_keeps_a_frozen_start_and_its_gradient_lowers_the_kl(update, mak
 
     ids, mask = source_batch.input_ids, source_batch.attention_mask
     fakes = anchored._decode(anchored.to_y, ids, mask, 6, torch.Generator().manual_seed(0), do_sample=True)
-    before = anchored._kl_to_start(ids, mask, fakes)
+    before = anchored._kl_to_start(anchored.to_y, ids, mask, fakes)
     anchored.model.zero_grad()
     before.backward()
     with torch.no_grad():
         for p in anchored.model.parameters():
             if p.grad is not None:
                 p -= 1e-2 * p.grad
-        after = anchored._kl_to_start(ids, mask, fakes)
+        after = anchored._kl_to_start(anchored.to_y, ids, mask, fakes)
     assert 0 < after < before, (float(before), float(after))
 
 
@@ -567,7 +567,7 @@ def test_kl_coef_resumes_exactly_with_its_start_and_is_validated(make_model, tok
     for bad in (-0.1, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="kl_coef must be a finite number >= 0"):
             _config(tmp_path, kl_coef=bad, adversarial_weight="1")
-    with pytest.raises(ValueError, match="both weights are 0"):
+    with pytest.raises(ValueError, match="their weights are 0"):
         _config(tmp_path, kl_coef=0.1, denoising_weight="1")
 
 
@@ -583,3 +583,26 @@ def test_kl_coef_with_lora_takes_the_base_model_as_its_start(make_model, tokeniz
     trainer.train()
     kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
     assert len(kls) == 2 and all(k > 0 for k in kls), kls  # random adapters: G differs from its base from the start
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-model", "two-models"])
+def test_kl_coef_anchors_the_source_adversary_to_the_starting_reconstructor(shared, make_model, tokenizer, domains, tmp_path):
+    """With the source adversary alone, kl_coef anchors R's decodes (y -> x): to the one copy of a
+    shared model, or to a copy of the starting R; G (two models) stays where it was."""
+    x, y = domains
+    tags = dict(shared_model=True, direction_token_position="decoder", x_token=EN, y_token=DE) if shared else {}
+    args = _config(tmp_path, source_adversarial_weight="1", discriminator_type="classifier", kl_coef=1.0, max_steps=3, **tags)
+    trainer = CycleTrainer(make_model("mbart" if shared else "bart", warm=False), args, train_dataset=x, target_domain_dataset=y,
+                           processing_class=tokenizer)
+    assert (trainer.ref_reconstructor is None) == shared and trainer.ref_model is not None
+    start_g, start_r = _params(trainer.model), _params(trainer.to_x.model)
+    trainer.train()
+    kls = [h["source_kl"] for h in trainer.state.log_history if "source_kl" in h]
+    assert len(kls) == 3 and kls[0] == 0.0 and kls[-1] > 0, kls
+    assert "kl" not in {k for h in trainer.state.log_history for k in h}  # G's own decodes are not part of this run
+    anchor = trainer.ref_model if shared else trainer.ref_reconstructor
+    for n, p in anchor.named_parameters():
+        assert torch.equal(start_r[n], p), n
+    assert _moved(start_r, trainer.to_x.model)
+    if not shared:
+        assert not _moved(start_g, trainer.model)

@@ -131,9 +131,10 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
                                                                                      "back-translations; transformers' NoRepeatNGramLogitsProcessor, also in the policy "
                                                                                      "gradient's on-policy score), so that a discriminator's blind spot for repeated words "
                                                                                      "cannot be rewarded; decode with the same --no_repeat_ngram_size; 0 = off."})
-    kl_coef: float = dataclasses.field(default=0.0, metadata={"help": "KL penalty of G's decodes (x -> y) to the frozen starting G, per token (the k3 estimator on "
+    kl_coef: float = dataclasses.field(default=0.0, metadata={"help": "KL penalty of the decodes of the reconstruction/adversarial terms (G: x -> y) and of the "
+                                                                "source adversary (R: y -> x) to the frozen starting model, per token (the k3 estimator on "
                                                                 "the decoded tokens, as AdversarialTrainer's kl_coef): keeps a pretrained start's words while "
-                                                                "the cycle terms pull; 0 = off (no copy is made; with PEFT the adapters are switched off)."})
+                                                                "the adversaries pull; 0 = off (no copy is made; with PEFT the adapters are switched off)."})
     word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
     word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Denoising: probability of dropping a word."})
     word_blank: float = dataclasses.field(default=0.2, metadata={"help": "Denoising: probability of replacing a word by the mask token."})
@@ -166,9 +167,10 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
             raise ValueError(f"training_no_repeat_ngram_size must be an integer >= 0 (0 = off), got {self.training_no_repeat_ngram_size!r}.")
         if isinstance(self.kl_coef, bool) or not isinstance(self.kl_coef, (int, float)) or not 0 <= self.kl_coef < float("inf"):
             raise ValueError(f"kl_coef must be a finite number >= 0 (0 = off), got {self.kl_coef!r}.")
-        if self.kl_coef > 0 and all(as_schedule(getattr(self, f"{name}_weight")).bounds()[1] == 0 for name in ("reconstruction", "adversarial")):
-            raise ValueError("kl_coef penalises G's decodes of the reconstruction and adversarial terms, but both weights are 0: give "
-                             "reconstruction_weight or adversarial_weight a positive value, or set kl_coef=0.")
+        if self.kl_coef > 0 and all(as_schedule(getattr(self, f"{name}_weight")).bounds()[1] == 0
+                                    for name in ("reconstruction", "adversarial", "source_adversarial")):
+            raise ValueError("kl_coef penalises the decodes of the reconstruction, adversarial and source-adversarial terms, but their weights "
+                             "are 0: give one of them a positive value, or set kl_coef=0.")
         for name in ("reconstruction_max_new_tokens", "target_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}.")
@@ -289,9 +291,13 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             disable_dropout(self.to_x.model)  # R is trained by its own policy gradient: its samples and their score are one policy
         if self.weights["latent_adversarial"].bounds()[1] > 0:
             self._make_latent_discriminator()
-        self.ref_model = None  # the starting G of the KL penalty (a PEFT G is its base with the adapters off)
+        # the starting G and R of the KL penalty (a PEFT model is its base with the adapters off; a shared model is one copy)
+        self.ref_model = self.ref_reconstructor = None
         if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
             self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
+        if (args.kl_coef > 0 and self.source_discriminator is not None and self.reconstructor is not None
+                and not hasattr(self.reconstructor, "disable_adapter")):
+            self.ref_reconstructor = copy.deepcopy(unwrap_model(self.reconstructor)).eval().requires_grad_(False)
         if args.world_size > 1 and "gumbel" in (args.reconstruction_update, args.adversarial_update):
             raise NotImplementedError("The gumbel updates decode step by step through the unwrapped generator, which a multi-process run "
                                       "cannot synchronise; use reconstruction_update='reinforce' and adversarial_update='reinforce'.")
@@ -347,16 +353,18 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
     def _extra_state(self) -> dict:
         state = {"micro_steps": self.micro_steps, "target_sampler": self.target_sampler.state_dict(),
                  "baselines": {name: b.state_dict() for name, b in self.baselines.items()}}
-        if self.ref_model is not None:
-            state["ref_model"] = self.ref_model.state_dict()
+        for name in ("ref_model", "ref_reconstructor"):
+            if getattr(self, name) is not None:
+                state[name] = getattr(self, name).state_dict()
         return state
 
     def _load_extra_state(self, state: dict) -> None:
-        if self.ref_model is not None:
-            if "ref_model" not in state:
-                raise ValueError("kl_coef > 0, but the checkpoint has no starting model to take the KL against (it was trained with "
-                                 "kl_coef=0): resume with kl_coef=0, or start a new run from the checkpoint's model.")
-            self.ref_model.load_state_dict(state["ref_model"])
+        for name in ("ref_model", "ref_reconstructor"):
+            if getattr(self, name) is not None:
+                if name not in state:
+                    raise ValueError("kl_coef > 0, but the checkpoint has no starting model to take the KL against (it was trained with "
+                                     "kl_coef=0): resume with kl_coef=0, or start a new run from the checkpoint's model.")
+                getattr(self, name).load_state_dict(state[name])
         self.micro_steps = state["micro_steps"]
         self.target_sampler.load_state_dict(state["target_sampler"])
         for name, b in self.baselines.items():
@@ -503,7 +511,7 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
                                                     kl=args.kl_coef > 0)
         elif args.kl_coef > 0:
             # a teacher-forced forward on the decoded tokens, as the anchor's: the step-by-step decode's logits differ from it by rounding
-            g_loss = g_loss + args.kl_coef * self._kl_to_start(x, x_mask, fakes)
+            g_loss = g_loss + args.kl_coef * self._kl_to_start(self.to_y, x, x_mask, fakes)
         if self.discriminator is not None:
             self._discriminator_update("", self.to_y, y, y_mask, fakes, d_mask)
         self.record(output_length=d_mask.sum(-1).float().mean())
@@ -523,9 +531,11 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         adv, reward = self._discriminator_signal("source_", fakes, d_mask, gumbel=gumbel)
         if adv is not None:
             loss = w["source_adversarial"] * adv
+            if args.kl_coef > 0:
+                loss = loss + args.kl_coef * self._kl_to_start(self.to_x, y, y_mask, fakes, prefix="source_")
         else:
             loss = self._policy_gradient(self.to_x, y, y_mask, fakes, {"source_adversarial": reward}, w,
-                                         self._sampling(self.to_x, max_new, args.do_sample), prefix="source_")
+                                         self._sampling(self.to_x, max_new, args.do_sample), prefix="source_", kl=args.kl_coef > 0)
         self._discriminator_update("source_", self.to_x, x, x_mask, fakes, d_mask)
         self.record(source_output_length=d_mask.sum(-1).float().mean())
         return loss
@@ -552,25 +562,27 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         discriminator_step(self, self._rewards[f"{prefix}adversarial"], real, real_mask, fakes.sequences.detach(), d_mask,
                            label_smoothing=self.args.discriminator_label_smoothing, name=f"{prefix}discriminator", prefix=prefix)
 
-    def _kl_to_start(self, x, x_mask, fakes, logits=None) -> torch.Tensor:
-        """The KL penalty of G's decode ``fakes`` to the starting G: the k3 estimator
-        exp(d) - d - 1, d = log p_start - log p_G, per decoded token (the forced tag left out),
-        averaged over the tokens. ``logits``: G's `(R, T, V)` on ``fakes`` if already computed."""
-        src_ids, src_mask = self.to_y.encoder_input(x, x_mask)
+    def _kl_to_start(self, direction: Direction, x, x_mask, fakes, logits=None, prefix: str = "") -> torch.Tensor:
+        """The KL penalty of the decode ``fakes`` of ``direction`` (G's: ``self.to_y``; R's:
+        ``self.to_x``) to its starting model: the k3 estimator exp(d) - d - 1,
+        d = log p_start - log p, per decoded token (the forced tag left out), averaged over the
+        tokens. ``logits``: the model's `(R, T, V)` on ``fakes`` if already computed. Logs ``{prefix}kl``."""
+        src_ids, src_mask = direction.encoder_input(x, x_mask)
         index = fakes.source_index
         kwargs = dict(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False)
         if logits is None:
-            logits = self.to_y.model(**kwargs).logits
-        own = self._without_tag(fakes)
+            logits = direction.model(**kwargs).logits
+        own = self._without_tag(fakes, direction)
+        start = self.ref_reconstructor if direction is self.to_x and self.reconstructor is not None else self.ref_model
         with torch.no_grad():
-            if self.ref_model is not None:
-                ref_logits = self.ref_model(**kwargs).logits
+            if start is not None:
+                ref_logits = start(**kwargs).logits
             else:
-                with self.to_y.model.disable_adapter():
-                    ref_logits = self.to_y.model(**kwargs).logits
+                with direction.model.disable_adapter():
+                    ref_logits = direction.model(**kwargs).logits
         delta = token_logprobs(ref_logits, fakes.sequences, own) - token_logprobs(logits, fakes.sequences, own)
         kl = ((delta.exp() - delta - 1) * own).sum() / own.sum().clamp_min(1)
-        self.record(kl=kl.detach())
+        self.record(**{f"{prefix}kl": kl.detach()})
         return kl
 
     def _policy_gradient(self, direction: Direction, x, x_mask, fakes, rewards: dict, w: dict, sampling: dict, prefix: str = "",
@@ -579,7 +591,7 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         -(Σ_k w_k (r_k - b_k) / s_k) · log q(ŷ | x), averaged over rows, with q the distribution the
         samples were drawn from (temperature and processors applied) and s_k the batch's
         root-mean-square of r_k - b_k with ``scale_rewards="batch"`` (else 1). Logs ``{prefix}pg_loss``.
-        ``kl``: add ``kl_coef`` times G's KL penalty to its starting model on the same forward."""
+        ``kl``: add ``kl_coef`` times the KL penalty to the starting model on the same forward."""
         args = self.args
         advantage = torch.zeros_like(fakes.sequences[:, 0], dtype=torch.float32)
         valid = None
@@ -610,7 +622,7 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         loss, _ = policy_loss(logp, advantage.detach(), own, loss_type="reinforce")
         self.record(**{f"{prefix}pg_loss": loss.detach()})
         if kl:
-            loss = loss + self.args.kl_coef * self._kl_to_start(x, x_mask, fakes, logits)
+            loss = loss + self.args.kl_coef * self._kl_to_start(direction, x, x_mask, fakes, logits, prefix=prefix)
         return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
