@@ -13,6 +13,12 @@ looks like a number. Two checks catch it, and :func:`collapse_report` says it in
   references where the data has them, else the model's own outputs (then the check needs no
   references at all).
 
+A third figure catches a degeneracy the two do not: **doubled words**, the share of outputs that
+write a word twice in a row (`not not`, `great great`), against the share among the sources. A
+policy trained against a small discriminator or classifier can learn that a doubled sentiment word
+fools it; the outputs stay distinct and read their source, so only this figure shows it. It is
+reported and warned about, but it does not make the report ``collapsed``.
+
 Examples:
 
 ```python
@@ -36,7 +42,8 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["CollapseReport", "distinct_stats", "derangement", "source_sensitivity", "collapse_report", "check_collapse", "COLLAPSE_HINT"]
+__all__ = ["CollapseReport", "distinct_stats", "doubled_word_share", "derangement", "source_sensitivity", "collapse_report", "check_collapse",
+           "COLLAPSE_HINT"]
 
 COLLAPSE_HINT = ("Real text needs a real tokenizer and model size and more steps than the toy default: try --preset cpu (or gpu), "
                  "or start from a pretrained checkpoint (examples/run_pretraining.py, then --model_name_or_path).")
@@ -49,6 +56,18 @@ def distinct_stats(outputs: Sequence[str]) -> dict:
         return {"distinct": 0, "distinct_fraction": 0.0, "top_output_share": 0.0}
     counts = Counter(o.strip() for o in outputs)
     return {"distinct": len(counts), "distinct_fraction": len(counts) / len(outputs), "top_output_share": counts.most_common(1)[0][1] / len(outputs)}
+
+
+def _doubles_a_word(text: str) -> bool:
+    words = text.lower().split()
+    return any(a == b and any(c.isalpha() for c in a) for a, b in zip(words, words[1:]))
+
+
+def doubled_word_share(texts: Sequence[str]) -> float:
+    """The share of ``texts`` that write a word twice in a row, case-insensitive, words split on
+    whitespace; a word must hold a letter, so `. .` or `#.# #.#` do not count
+    (``doubled_word_share(["not not good", "fine ."]) == 0.5``)."""
+    return sum(map(_doubles_a_word, texts)) / len(texts) if texts else 0.0
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -122,6 +141,9 @@ class CollapseReport:
     targets: str = "references"
     warnings: list = dataclasses.field(default_factory=list)
     hint: str = ""
+    doubled_word_share: Optional[float] = None
+    source_doubled_word_share: Optional[float] = None
+    notices: list = dataclasses.field(default_factory=list)  # warnings that are not a collapse (doubled words)
 
     @property
     def source_gap(self) -> Optional[float]:
@@ -138,6 +160,10 @@ class CollapseReport:
         if self.loss_true is not None:
             out.update({f"{prefix}loss_true_sources": self.loss_true, f"{prefix}loss_shuffled_sources": self.loss_shuffled,
                         f"{prefix}source_gap": self.source_gap})
+        if self.doubled_word_share is not None:
+            out[f"{prefix}doubled_word_share"] = self.doubled_word_share
+            if self.source_doubled_word_share is not None:
+                out[f"{prefix}source_doubled_word_share"] = self.source_doubled_word_share
         out[f"{prefix}collapsed"] = float(self.collapsed)
         return out
 
@@ -148,21 +174,39 @@ class CollapseReport:
         if self.loss_true is not None:
             out.append(f"  source sensitivity (loss of the {self.targets}, nats/token): true sources {self.loss_true:.4f}, "
                        f"sources shuffled across rows {self.loss_shuffled:.4f}, gap {self.source_gap:+.4f}")
+        if self.doubled_word_share is not None:
+            given = "" if self.source_doubled_word_share is None else f" (sources: {100 * self.source_doubled_word_share:.1f}%)"
+            out.append(f"  doubled words (a word twice in a row): {100 * self.doubled_word_share:.1f}% of outputs{given}")
         out += [f"  {w}" for w in self.warnings] if self.warnings else ["  OK: the outputs vary and depend on the input."]
+        out += [f"  {w}" for w in self.notices]
         return out
 
 
 def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None, loss_shuffled: Optional[float] = None, targets: str = "references",
-                    min_distinct_fraction: float = 0.1, max_top_share: float = 0.5, min_source_gap: float = 0.05, hint: str = COLLAPSE_HINT) -> CollapseReport:
+                    min_distinct_fraction: float = 0.1, max_top_share: float = 0.5, min_source_gap: float = 0.05, hint: str = COLLAPSE_HINT,
+                    sources: Optional[Sequence[str]] = None, max_doubled_excess: float = 0.05) -> CollapseReport:
     """A :class:`CollapseReport` of ``outputs`` (one per evaluated source) and, when given, the
     losses of :func:`source_sensitivity`.
+
+    Also measures :func:`doubled_word_share` of the outputs (and of ``sources`` when given), with
+    a notice (not a collapse) when the outputs' share exceeds the sources' (0 without sources) by
+    more than ``max_doubled_excess``.
 
     Warns that the model emits one output when the distinct fraction is below
     ``min_distinct_fraction`` or one output covers more than ``max_top_share`` of the rows, and
     that it ignores its input when shuffling the sources raises the loss by less than
     ``min_source_gap`` nats per token."""
     stats = distinct_stats(outputs)
-    report = CollapseReport(rows=len(outputs), loss_true=loss_true, loss_shuffled=loss_shuffled, targets=targets, **stats)
+    report = CollapseReport(rows=len(outputs), loss_true=loss_true, loss_shuffled=loss_shuffled, targets=targets, **stats,
+                            doubled_word_share=doubled_word_share(outputs),
+                            source_doubled_word_share=None if sources is None else doubled_word_share(sources))
+    floor = report.source_doubled_word_share or 0.0
+    if outputs and report.doubled_word_share > floor + max_doubled_excess:
+        example = next(o for o in outputs if _doubles_a_word(o))
+        report.notices.append(
+            f"WARNING: the model DOUBLES WORDS: {100 * report.doubled_word_share:.1f}% of its outputs write a word twice in a row "
+            f"(e.g. {example.strip()[:60]!r}), against {100 * floor:.1f}% of the sources; a discriminator or classifier with a blind spot "
+            f"for repetition can be fooled this way (see --training_no_repeat_ngram_size and --kl_coef).")
     if len(outputs) >= 2 and (stats["distinct_fraction"] < min_distinct_fraction or stats["top_output_share"] > max_top_share):
         common = Counter(o.strip() for o in outputs).most_common(1)[0][0]
         report.warnings.append(
@@ -184,11 +228,11 @@ def check_collapse(model, tokenizer, sources: Sequence[str], outputs: Sequence[s
     """Both checks on an evaluation: distinct ``outputs`` over all rows, and the source sensitivity
     on the first ``max_rows`` rows, scored on ``references`` when given (else on ``outputs``).
     ``kwargs`` go to :func:`source_sensitivity` (lengths, batch size, direction tags)."""
-    thresholds = {k: kwargs.pop(k) for k in ("min_distinct_fraction", "max_top_share", "min_source_gap") if k in kwargs}
+    thresholds = {k: kwargs.pop(k) for k in ("min_distinct_fraction", "max_top_share", "min_source_gap", "max_doubled_excess") if k in kwargs}
     targets = list(references) if references is not None else list(outputs)
     n = min(len(sources), max_rows)
     loss = {}
     if n >= 2:  # an empty target still scores its EOS
         loss = source_sensitivity(model, tokenizer, list(sources[:n]), targets[:n], seed=seed, **kwargs)
     return collapse_report(outputs, loss_true=loss.get("loss_true"), loss_shuffled=loss.get("loss_shuffled"),
-                           targets="references" if references is not None else "model's own outputs", **thresholds)
+                           targets="references" if references is not None else "model's own outputs", sources=sources, **thresholds)

@@ -35,7 +35,8 @@ def scripts():
     return {name: _script(name) for name in ("run_summarization", "run_translation", "run_style_transfer", "run_story_generation")}
 
 
-COLLAPSE_KEYS = {"distinct_fraction", "top_output_share", "loss_true_sources", "loss_shuffled_sources", "source_gap", "collapsed"}
+COLLAPSE_KEYS = {"distinct_fraction", "top_output_share", "loss_true_sources", "loss_shuffled_sources", "source_gap", "collapsed", "doubled_word_share",
+                 "source_doubled_word_share"}
 
 
 def _assert_collapse_report(metrics, stdout, prefix="eval_"):
@@ -45,6 +46,7 @@ def _assert_collapse_report(metrics, stdout, prefix="eval_"):
     assert metrics[prefix + "source_gap"] == pytest.approx(metrics[prefix + "loss_shuffled_sources"] - metrics[prefix + "loss_true_sources"])
     if stdout:
         assert "Collapse check" in stdout and "sources shuffled across rows" in stdout and "distinct %" in stdout and "loss shuffled" in stdout
+        assert "doubled words (a word twice in a row)" in stdout and "doubled %" in stdout
         if metrics[prefix + "collapsed"]:
             assert "WARNING: the model" in stdout.split("metric")[-1]  # said again after the metrics
 

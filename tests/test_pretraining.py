@@ -99,6 +99,24 @@ def test_collapse_check_flags_a_constant_model_and_passes_a_copier(tokenizer):
     assert [w for w in varied.warnings if "IGNORES" in w] and not [w for w in varied.warnings if "ONE output" in w]
 
 
+def test_doubled_words_are_measured_against_the_sources_and_warned_about_without_a_collapse():
+    from hf_seqgan.collapse import doubled_word_share
+
+    assert doubled_word_share(["not not good", "fine ."]) == 0.5
+    assert doubled_word_share(["Great great !", "ok . .", "#.# #.# points", "the the"]) == 0.5  # case-insensitive; a word holds a letter
+    assert doubled_word_share([]) == 0.0
+    sources = [f"the food was bad number {i} ." for i in range(20)]
+    gamed = [f"great great food number {i} ." if i % 2 else f"the food was good number {i} ." for i in range(20)]
+    report = collapse_report(gamed, loss_true=2.0, loss_shuffled=3.0, sources=sources)
+    assert report.doubled_word_share == 0.5 and report.source_doubled_word_share == 0.0
+    assert not report.collapsed and len(report.notices) == 1 and "DOUBLES WORDS" in report.notices[0] and "great great" in report.notices[0]
+    assert "doubled words (a word twice in a row): 50.0% of outputs (sources: 0.0%)" in "\n".join(report.lines())
+    assert report.metrics("eval_")["eval_doubled_word_share"] == 0.5
+    # no notice when the sources double words as often (the outputs copy them)
+    assert not collapse_report(gamed, sources=gamed).notices
+    assert not collapse_report([s.replace("bad", "good") for s in sources], sources=sources).notices
+
+
 def test_infilling_and_collator(tokenizer):
     ids = tokenizer(_copy_pairs(32), return_tensors="pt", padding=True)
     out, mask = infill_spans(ids["input_ids"], ids["attention_mask"], mask_token_id=tokenizer.mask_token_id,

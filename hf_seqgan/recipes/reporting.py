@@ -71,6 +71,8 @@ def add_collapse_columns(table: dict[str, dict[str, float]], row: str, check) ->
     if check.loss_true is not None:
         table[row]["loss true src"] = check.loss_true
         table[row]["loss shuffled"] = check.loss_shuffled
+    if check.doubled_word_share is not None:
+        table[row]["doubled %"] = 100 * check.doubled_word_share
 
 
 def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str, output_dir: str, samples: Sequence[dict] = (),
@@ -115,9 +117,10 @@ def report(metrics: dict[str, float], *, corpus: Corpus, model_description: str,
 
         print(f"Curves: {plot_training(output_dir)}")
     warnings = [f"[{name}] {w}" for name, check in collapse.items() for w in check.warnings]
-    if warnings:  # said again last, where a reader of the run looks
-        hint = next(check.hint for check in collapse.values() if check.hint)
-        print("\n" + "\n".join(warnings + [hint]))
+    notices = [f"[{name}] {w}" for name, check in collapse.items() for w in check.notices]
+    if warnings or notices:  # said again last, where a reader of the run looks
+        hint = [next(check.hint for check in collapse.values() if check.hint)] if warnings else []
+        print("\n" + "\n".join(warnings + notices + hint))
     return metrics
 
 
