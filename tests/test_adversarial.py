@@ -349,3 +349,20 @@ def test_step_rewards_of_a_ratio_discriminator_are_the_log_ratio_to_go(make_mode
         without_last = trainer._score_fn(src, None)(fakes.sequences.masked_fill(shorter == 0, tokenizer.pad_token_id), shorter, fakes.source_index)
     assert torch.allclose(returns.gather(1, last[:, None])[:, 0], whole - without_last, atol=1e-4)
     assert torch.all(returns * (1 - fakes.attention_mask) == 0)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["frozen-copy", "lora-adapters-off"])
+def test_kl_coef_takes_the_kl_against_the_starting_generator(lora, make_model, tokenizer, train_set, tmp_path):
+    """kl_coef > 0: the reference is a frozen copy of the start (or, with LoRA, the base with the
+    adapters off, no copy); the KL is logged, 0 on the first step, positive once the generator moves."""
+    peft = {}
+    if lora:
+        from peft import LoraConfig
+
+        peft = dict(peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer = AdversarialTrainer(make_model("bart"), _config(tmp_path, kl_coef=0.5, learning_rate=1e-2), train_dataset=train_set,
+                                 processing_class=tokenizer, **peft)
+    assert (trainer.ref_model is None) == lora
+    trainer.train()
+    kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert len(kls) == 4 and kls[0] == pytest.approx(0.0, abs=1e-6) and kls[-1] > 0, kls

@@ -200,3 +200,23 @@ def test_errors(make_model, tokenizer, prompts, tmp_path):
         GRPOTrainer(make_model("bart"), reward_funcs=lambda completions, **kw: [0.0], args=_config(tmp_path, max_steps=1),
                     train_dataset=prompts, processing_class=tokenizer).train()
     assert _config(tmp_path, scale_rewards=False).scale_rewards == "none"
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["frozen-copy", "lora-adapters-off"])
+def test_beta_takes_the_kl_against_the_starting_policy(lora, make_model, tokenizer, prompts, tmp_path):
+    """beta > 0: the reference is a frozen copy of the start (or, with LoRA, the base with the adapters
+    off, no copy); the KL is logged, 0 while the policy equals its start, positive once it moves."""
+    peft = {}
+    if lora:
+        from peft import LoraConfig
+
+        peft = dict(peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer = GRPOTrainer(make_model("bart"), reward_funcs=lambda completions, **kw: [float(len(c)) for c in completions],
+                          args=_config(tmp_path, beta=0.5), train_dataset=prompts, processing_class=tokenizer, **peft)
+    assert (trainer.ref_model is None) == lora
+    start = {n: p.detach().clone() for n, p in trainer.ref_model.named_parameters()} if not lora else None
+    trainer.train()
+    kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert len(kls) == 4 and kls[0] == pytest.approx(0.0, abs=1e-6) and kls[-1] > 0, kls
+    if not lora:
+        assert all(torch.equal(start[n], p) for n, p in trainer.ref_model.named_parameters())

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from typing import Optional
 
@@ -30,7 +32,7 @@ from ..schedules import as_schedule, schedule_field
 
 from ..scoring import sampled_logprobs  # noqa: F401  (re-exported: the trainers import the policy pieces from here)
 
-__all__ = ["PolicyFields", "DiscriminatorFields", "check_shared_fields", "default_discriminator", "sync_discriminator_reference", "LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step"]
+__all__ = ["PolicyFields", "DiscriminatorFields", "check_shared_fields", "default_discriminator", "sync_discriminator_reference", "LOSS_TYPES", "SCALE_REWARDS", "sampled_logprobs", "policy_loss", "group_advantages", "disable_dropout", "discriminator_step", "frozen_reference", "reference_of"]
 
 #: aggregations of the per-token loss: TRL's "grpo" (mean over each completion's tokens, then over
 #: completions), "bnpo" (mean over every token of the batch), "dr_grpo" (sum over tokens / (rows x
@@ -124,6 +126,27 @@ def group_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards:
     elif scale_rewards == "batch":
         advantages = advantages / (rewards.std() + eps) if rewards.numel() > 1 else advantages
     return advantages.reshape(-1)
+
+
+def frozen_reference(model):
+    """The reference of a KL penalty: a frozen copy of ``model`` in eval mode, or ``None`` for a PEFT
+    model (its base, with the adapters switched off, is the reference: no copy is made)."""
+    from ..sampling import unwrap_model
+
+    if hasattr(model, "disable_adapter"):
+        return None
+    return copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def reference_of(ref_model, model):
+    """The model to run as the reference: ``ref_model`` (from :func:`frozen_reference`), or, when it
+    is ``None``, the PEFT ``model`` with its adapters switched off for the ``with`` block."""
+    if ref_model is not None:
+        yield ref_model
+    else:
+        with model.disable_adapter():
+            yield model
 
 
 def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *, old_logp: Optional[torch.Tensor] = None,

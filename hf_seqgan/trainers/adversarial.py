@@ -34,7 +34,6 @@ mean reward over every process, so that with deterministic decoding 2 processes 
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 import logging
 from typing import Callable, Optional, Sequence
@@ -56,8 +55,8 @@ from ..schedules import as_schedule, schedule_field
 from ._adversarial_rewards import DiscriminatorRewardsMixin
 from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._policy import (
-    DiscriminatorFields, PolicyFields, check_shared_fields, default_discriminator, disable_dropout, discriminator_step, policy_loss,
-    sampled_logprobs, sync_discriminator_reference,
+    DiscriminatorFields, PolicyFields, check_shared_fields, default_discriminator, disable_dropout, discriminator_step, frozen_reference,
+    policy_loss, reference_of, sampled_logprobs, sync_discriminator_reference,
 )
 
 __all__ = ["AdversarialConfig", "AdversarialTrainer"]
@@ -246,9 +245,7 @@ class AdversarialTrainer(DiscriminatorRewardsMixin, BaseTrainer):
         self._pretrained = False  # pre-training ended on discriminator_pretrain_target_accuracy
         self._checked_discriminator = False
         self._synced_reference_at = {}  # id(discriminator) -> the step its reference was synced
-        self.ref_model = None
-        if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
-            self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
+        self.ref_model = frozen_reference(self.model) if args.kl_coef > 0 else None
 
     # ------------------------------------------------------------------ set-up
     def _make_discriminator(self, discriminator, tokenizer, peft_config) -> SequenceDiscriminator:
@@ -425,11 +422,8 @@ class AdversarialTrainer(DiscriminatorRewardsMixin, BaseTrainer):
     def _reference_logprobs(self, src, fakes):
         index = fakes.source_index
         kwargs = dict(input_ids=src["input_ids"][index], attention_mask=src["attention_mask"][index], decoder_input_ids=fakes.decoder_input_ids)
-        if self.ref_model is not None:
-            logits = self.ref_model(**kwargs).logits
-        else:
-            with self.model.disable_adapter():
-                logits = self.model(**kwargs).logits
+        with reference_of(self.ref_model, self.model) as reference:
+            logits = reference(**kwargs).logits
         return token_logprobs(logits, fakes.sequences, fakes.attention_mask)
 
     def _discriminator_update(self, src, labels, fake_sequences, fake_mask, source_index) -> None:

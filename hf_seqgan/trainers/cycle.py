@@ -75,8 +75,8 @@ from ._cycle_decoding import DirectionCallsMixin
 from ._base import BaseConfig, BaseTrainer, apply_peft
 from ._latent import latent_terms
 from ._policy import (
-    DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, policy_loss, sampled_logprobs,
-    sync_discriminator_reference,
+    DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, frozen_reference, policy_loss, reference_of,
+    sampled_logprobs, sync_discriminator_reference,
 )
 from ..directions import Direction
 from ..hidden_discriminator import HiddenStateDiscriminator
@@ -292,12 +292,10 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         if self.weights["latent_adversarial"].bounds()[1] > 0:
             self._make_latent_discriminator()
         # the starting G and R of the KL penalty (a PEFT model is its base with the adapters off; a shared model is one copy)
-        self.ref_model = self.ref_reconstructor = None
-        if args.kl_coef > 0 and not hasattr(self.model, "disable_adapter"):
-            self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
-        if (args.kl_coef > 0 and self.source_discriminator is not None and self.reconstructor is not None
-                and not hasattr(self.reconstructor, "disable_adapter")):
-            self.ref_reconstructor = copy.deepcopy(unwrap_model(self.reconstructor)).eval().requires_grad_(False)
+        self.ref_model = frozen_reference(self.model) if args.kl_coef > 0 else None
+        self.ref_reconstructor = None
+        if args.kl_coef > 0 and self.source_discriminator is not None and self.reconstructor is not None:
+            self.ref_reconstructor = frozen_reference(self.reconstructor)
         if args.world_size > 1 and "gumbel" in (args.reconstruction_update, args.adversarial_update):
             raise NotImplementedError("The gumbel updates decode step by step through the unwrapped generator, which a multi-process run "
                                       "cannot synchronise; use reconstruction_update='reinforce' and adversarial_update='reinforce'.")
@@ -562,24 +560,26 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
         discriminator_step(self, self._rewards[f"{prefix}adversarial"], real, real_mask, fakes.sequences.detach(), d_mask,
                            label_smoothing=self.args.discriminator_label_smoothing, name=f"{prefix}discriminator", prefix=prefix)
 
+    @staticmethod
+    def _teacher_forced(direction: Direction, x, x_mask, fakes) -> dict:
+        """The inputs of ``direction``'s model that score its decode ``fakes`` in one forward (its tags
+        included; one row per decoded row)."""
+        src_ids, src_mask = direction.encoder_input(x, x_mask)
+        index = fakes.source_index
+        return dict(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False)
+
     def _kl_to_start(self, direction: Direction, x, x_mask, fakes, logits=None, prefix: str = "") -> torch.Tensor:
         """The KL penalty of the decode ``fakes`` of ``direction`` (G's: ``self.to_y``; R's:
         ``self.to_x``) to its starting model: the k3 estimator exp(d) - d - 1,
         d = log p_start - log p, per decoded token (the forced tag left out), averaged over the
         tokens. ``logits``: the model's `(R, T, V)` on ``fakes`` if already computed. Logs ``{prefix}kl``."""
-        src_ids, src_mask = direction.encoder_input(x, x_mask)
-        index = fakes.source_index
-        kwargs = dict(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids, use_cache=False)
+        kwargs = self._teacher_forced(direction, x, x_mask, fakes)
         if logits is None:
             logits = direction.model(**kwargs).logits
         own = self._without_tag(fakes, direction)
         start = self.ref_reconstructor if direction is self.to_x and self.reconstructor is not None else self.ref_model
-        with torch.no_grad():
-            if start is not None:
-                ref_logits = start(**kwargs).logits
-            else:
-                with direction.model.disable_adapter():
-                    ref_logits = direction.model(**kwargs).logits
+        with torch.no_grad(), reference_of(start, direction.model) as reference:
+            ref_logits = reference(**kwargs).logits
         delta = token_logprobs(ref_logits, fakes.sequences, own) - token_logprobs(logits, fakes.sequences, own)
         kl = ((delta.exp() - delta - 1) * own).sum() / own.sum().clamp_min(1)
         self.record(**{f"{prefix}kl": kl.detach()})
@@ -613,10 +613,8 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             advantage = advantage + w[name] * centred
             self.record(**{f"{name}_reward": reward[valid].mean() if valid.any() else None})
         advantage = advantage * valid
-        src_ids, src_mask = direction.encoder_input(x, x_mask)
-        index = fakes.source_index
-        logits = direction.model(input_ids=src_ids[index], attention_mask=src_mask[index], decoder_input_ids=fakes.decoder_input_ids,
-                                 use_cache=False).logits  # outside DDP, as every other term (gradients averaged in training_step)
+        logits = direction.model(**self._teacher_forced(direction, x, x_mask, fakes)).logits  # outside DDP, as every other term
+        # (gradients averaged in training_step)
         own = self._without_tag(fakes, direction)
         logp = sampled_logprobs(direction.engine, logits, fakes.sequences, own, **sampling)  # (R, T)
         loss, _ = policy_loss(logp, advantage.detach(), own, loss_type="reinforce")

@@ -23,7 +23,6 @@ prompts a micro-batch (whole groups stay on one process).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from typing import Optional
@@ -33,7 +32,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..rollout import Encoded, RolloutEngine, first_eos_mask
 from ._base import BaseConfig, BaseTrainer
-from ._policy import LOSS_TYPES, SCALE_REWARDS, disable_dropout, group_advantages, policy_loss, sampled_logprobs
+from ._policy import LOSS_TYPES, SCALE_REWARDS, disable_dropout, frozen_reference, group_advantages, policy_loss, reference_of, sampled_logprobs
 from ._rewards import RewardFunctions
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
@@ -178,11 +177,7 @@ class GRPOTrainer(BaseTrainer):
         self._train_batch_size = args.per_device_train_batch_size // args.num_generations  # prompts per micro-batch
         self.rewards.to(self.args.device)
         self.engine = RolloutEngine(self.model, processing_class)
-        self.ref_model = None
-        if args.beta > 0 and not hasattr(self.model, "disable_adapter"):
-            from ..sampling import unwrap_model
-
-            self.ref_model = copy.deepcopy(unwrap_model(self.model)).eval().requires_grad_(False)
+        self.ref_model = frozen_reference(self.model) if args.beta > 0 else None
         self._micro_step = 0
         self._buffer: dict[int, dict] = {}
         self._table: list[dict] = []
@@ -258,10 +253,8 @@ class GRPOTrainer(BaseTrainer):
 
     @torch.no_grad()
     def _reference_logprobs(self, ids, mask, fakes, sampling) -> torch.Tensor:
-        if self.ref_model is not None:
-            return self._logprobs(self.ref_model, ids, mask, fakes, sampling)
-        with self.model.disable_adapter():
-            return self._logprobs(self.model, ids, mask, fakes, sampling)
+        with reference_of(self.ref_model, self.model) as reference:
+            return self._logprobs(reference, ids, mask, fakes, sampling)
 
     def _batch(self, inputs: dict) -> tuple[dict, Optional[Encoded]]:
         """This micro-batch's completions: decoded now on the first of ``num_iterations`` passes over
