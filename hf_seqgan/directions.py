@@ -17,11 +17,11 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-__all__ = ["Direction", "prepend_token", "prepend_soft"]
+__all__ = ["Direction", "prepend_token", "prepend_soft", "domain_suppressed_tokens"]
 
 
 @dataclasses.dataclass
@@ -40,6 +40,7 @@ class Direction:
     target_tag: Optional[int] = None
     source_tag: Optional[int] = None
     position: str = "decoder"
+    suppress_tokens: Optional[list[int]] = None  # the tokens its decodes may not emit (see domain_suppressed_tokens)
 
     @property
     def forced_tag(self) -> Optional[int]:
@@ -55,6 +56,38 @@ class Direction:
     def labels(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = prepend_token(ids, mask, self.forced_tag)
         return ids.masked_fill(mask == 0, -100)
+
+
+def _token_counts(rows: Iterable[Sequence[int]], size: int) -> torch.Tensor:
+    flat = [t for row in rows for t in row if 0 <= t < size]
+    return torch.bincount(torch.tensor(flat, dtype=torch.long), minlength=size).double() if flat else torch.zeros(size, dtype=torch.float64)
+
+
+def domain_suppressed_tokens(own_rows: Iterable[Sequence[int]], other_rows: Iterable[Sequence[int]], vocab_size: int, *, ratio: float,
+                             keep: Iterable[int] = ()) -> list[int]:
+    """The token ids a decode into a domain should not emit, from the token ids of the domain's own
+    texts (``own_rows``) and of the other domain's (``other_rows``): a token is kept when it occurs in
+    the own domain and its relative frequency there is at least ``ratio`` times its relative frequency
+    in the other domain; ``keep`` (special tokens, direction tags) is never suppressed.
+
+    With one vocabulary shared by two languages, a back-translating model can copy the words of the
+    source language it cannot translate yet; its back-translations then teach the other direction to
+    copy too. Restricting each direction to its language's tokens removes that fixed point.
+
+    >>> domain_suppressed_tokens([[3, 4, 4], [5]], [[3, 6], [6, 6]], 8, ratio=0.5, keep=[0, 1, 2])
+    [6, 7]
+    """
+    if not ratio > 0:
+        raise ValueError(f"ratio must be > 0 (a token is kept when its frequency in its domain is >= ratio x its frequency in the other), got {ratio!r}.")
+    own, other = _token_counts(own_rows, vocab_size), _token_counts(other_rows, vocab_size)
+    if own.sum() == 0:
+        raise ValueError("The domain's texts hold no token ids below the vocabulary size: tokenize them with the model's tokenizer.")
+    own_freq, other_freq = own / own.sum(), other / other.sum().clamp_min(1.0)
+    allowed = (own > 0) & (own_freq >= ratio * other_freq)
+    keep = [t for t in keep if t is not None and 0 <= t < vocab_size]
+    if keep:
+        allowed[torch.tensor(keep, dtype=torch.long)] = True
+    return torch.nonzero(~allowed).flatten().tolist()
 
 
 def prepend_token(ids: torch.Tensor, mask: torch.Tensor, token: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:

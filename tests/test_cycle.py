@@ -606,3 +606,63 @@ def test_kl_coef_anchors_the_source_adversary_to_the_starting_reconstructor(shar
     assert _moved(start_r, trainer.to_x.model)
     if not shared:
         assert not _moved(start_g, trainer.model)
+
+
+# ---------------------------------------------------------------------- each domain's vocabulary
+def test_domain_vocabulary_ratio_keeps_every_decode_in_its_domains_tokens(make_model, tokenizer, domains, source_batch, tmp_path):
+    """With domain_vocabulary_ratio each direction suppresses the tokens rare in its output domain
+    (domain_suppressed_tokens on the two training sets, special tokens kept); the training decodes
+    and transfer() then never emit them, even when the model's logits favour one (a bias on a
+    suppressed token makes the unrestricted greedy decode emit it at every step); the lists are saved."""
+    import json
+
+    from hf_seqgan.directions import domain_suppressed_tokens
+    from hf_seqgan.recipes import domain_vocabulary, generate_texts
+
+    x, y = domains
+    args = _config(tmp_path, backtranslation_weight="1", domain_vocabulary_ratio=0.2, max_steps=2)
+    trainer = CycleTrainer(make_model("bart", warm=False), args, train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    size = trainer.model.get_output_embeddings().weight.shape[0]
+    specials = set(tokenizer.all_special_ids)
+    expected_y = domain_suppressed_tokens(y["input_ids"], x["input_ids"], size, ratio=0.2, keep=specials)
+    assert trainer.to_y.suppress_tokens == expected_y and not specials & set(expected_y)
+    assert trainer.to_x.suppress_tokens == domain_suppressed_tokens(x["input_ids"], y["input_ids"], size, ratio=0.2, keep=specials)
+    headline_words = {t for row in y["input_ids"] for t in row}
+    article_only = {t for row in x["input_ids"] for t in row} - headline_words
+    assert article_only and article_only <= set(expected_y)  # X's own words are never written into Y
+    assert headline_words - set(expected_y)  # Y's frequent words are kept
+    trainer.train()
+
+    banned = expected_y[len(expected_y) // 2]
+    off = CycleTrainer(make_model("bart", warm=False), _config(tmp_path / "off", backtranslation_weight="1"), train_dataset=x,
+                       target_domain_dataset=y, processing_class=tokenizer)
+    assert off.to_y.suppress_tokens is None and domain_vocabulary(off) == {}
+    for model in (off.model, trainer.model):
+        with torch.no_grad():
+            model.final_logits_bias[0, banned] = 50.0
+    free = off.transfer(source_batch.input_ids, source_batch.attention_mask, to="y", max_new_tokens=6)
+    assert bool((free[:, 1:] == banned).all())  # the bias wins every step of an unrestricted decode
+    out = trainer.transfer(source_batch.input_ids, source_batch.attention_mask, to="y", max_new_tokens=6)
+    assert not set(out.flatten().tolist()) & set(expected_y)
+    out_x = trainer.transfer(source_batch.input_ids, source_batch.attention_mask, to="x", max_new_tokens=6, do_sample=True,
+                             generator=torch.Generator().manual_seed(0))
+    assert not set(out_x.flatten().tolist()) & set(trainer.to_x.suppress_tokens)
+    decode = dict(max_source_length=24, max_new_tokens=4)
+    free_text = generate_texts(trainer.model, tokenizer, ["the bank of peru"], **decode)[0]
+    assert free_text == tokenizer.decode([banned] * 4, skip_special_tokens=True).strip()
+    assert generate_texts(trainer.model, tokenizer, ["the bank of peru"], **decode, **domain_vocabulary(trainer, to="y"))[0] != free_text
+
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "domain_vocabulary.json").read_text())
+    assert saved["suppress_tokens_y"] == expected_y and saved["suppress_tokens_x"] == trainer.to_x.suppress_tokens
+
+
+def test_domain_vocabulary_ratio_is_validated(make_model, tokenizer, domains, tmp_path):
+    x, _ = domains
+    for bad in (-0.1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="domain_vocabulary_ratio must be a finite number >= 0"):
+            _config(tmp_path, denoising_weight="1", domain_vocabulary_ratio=bad)
+    # one corpus as both domains: no token is 2x as frequent in one as in the other
+    with pytest.raises(ValueError, match="leaves no ordinary token to decode into X: lower it"):
+        CycleTrainer(make_model("bart", warm=False), _config(tmp_path, denoising_weight="1", domain_vocabulary_ratio=2.0), train_dataset=x,
+                     target_domain_dataset=x, processing_class=tokenizer)

@@ -15,7 +15,7 @@ from .arguments import _check_model_sources, trainer_classes
 
 logger = logging.getLogger("hf_seqgan.recipes")
 
-__all__ = ["build_trainer", "load_model_and_tokenizer", "generate_texts", "direction_tokens", "build_cycle_trainer", "train_classifier", "classify", "train_and_save"]
+__all__ = ["build_trainer", "load_model_and_tokenizer", "generate_texts", "direction_tokens", "domain_vocabulary", "build_cycle_trainer", "train_classifier", "classify", "train_and_save"]
 
 
 def build_trainer(name: str, model, args, tokenizer, train_dataset, eval_dataset=None, **kwargs):
@@ -123,6 +123,16 @@ def direction_tokens(args, tokenizer, to: str = "y") -> dict:
     source, target = tags if to == "y" else tags[::-1]
     direction = Direction(model=None, engine=None, target_tag=target, source_tag=source, position=args.direction_token_position)
     return {"source_token_id": direction.encoder_tag, "forced_token_id": direction.forced_tag}
+
+
+def domain_vocabulary(trainer, to: str = "y") -> dict:
+    """The :func:`generate_texts` keywords that keep a decode of a
+    :class:`~hf_seqgan.trainers.cycle.CycleTrainer`'s model into domain ``to`` in that domain's tokens
+    (its ``domain_vocabulary_ratio``), as in training; nothing when the restriction is off."""
+    from transformers import SuppressTokensLogitsProcessor
+
+    suppressed = (trainer.to_y if to == "y" else trainer.to_x).suppress_tokens
+    return {"logits_processor": [SuppressTokensLogitsProcessor(suppressed, device=trainer.args.device)]} if suppressed else {}
 
 
 def build_cycle_trainer(model, args, tokenizer, x_texts: Sequence[str], y_texts: Sequence[str], *, max_x_length: int, max_y_length: int, **kwargs):

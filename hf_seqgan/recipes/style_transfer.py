@@ -133,7 +133,8 @@ def main(argv=None):
             if not sources:
                 continue
             generator, direction = models[target]
-            outputs[target] = recipes.generate_texts(generator, tokenizer, sources, **decode, **direction)
+            outputs[target] = recipes.generate_texts(generator, tokenizer, sources, **decode, **direction,
+                                                     **recipes.domain_vocabulary(trainer, to="y" if target == 1 else "x"))
             refs = refs_of(target)
             for system, texts in (("model", outputs[target]), ("copy source", sources)):
                 row = {"accuracy": 100 * (recipes.classify(classifier, texts).argmax(-1) == target).float().mean().item(),

@@ -98,11 +98,12 @@ def main(argv=None):
         if corpus.validation is not None:
             eval_dataset = recipes.tokenize_pairs(corpus.validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
         trainer = recipes.build_trainer("mle", model, training_args, tokenizer, train_dataset, eval_dataset)
-        direction = {}
+        direction, vocabulary = {}, {}
     else:
         trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
                                               max_x_length=data_args.max_source_length, max_y_length=data_args.max_target_length)
         direction = recipes.direction_tokens(training_args, tokenizer, to="y")
+        vocabulary = recipes.domain_vocabulary(trainer, to="y")  # --domain_vocabulary_ratio: decode into German tokens as in training
 
     # 6. Train and save (model, tokenizer, reconstructor/discriminator if any, trainer state).
     metrics = recipes.train_and_save(trainer, training_args, eval_dataset, time_budget=model_args.time_budget, skip_training=data_args.skip_training)
@@ -114,7 +115,7 @@ def main(argv=None):
     def evaluate(sources, references, prefix):
         translations = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
-            batch_size=training_args.per_device_eval_batch_size, no_repeat_ngram_size=data_args.no_repeat_ngram_size, **direction)
+            batch_size=training_args.per_device_eval_batch_size, no_repeat_ngram_size=data_args.no_repeat_ngram_size, **direction, **vocabulary)
         scores, table = {}, {}
         if references is not None:
             for name, outputs in (("model", translations), ("copy source", sources)):

@@ -6,7 +6,7 @@ one-hots, and decoding (sampled, greedy or differentiable) with the direction's 
 from __future__ import annotations
 
 import torch
-from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
+from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, SuppressTokensLogitsProcessor
 
 from ..directions import Direction, prepend_soft
 from ..sampling import soft_embed, unwrap_model
@@ -47,12 +47,14 @@ class DirectionCallsMixin:
             direction.model.train(was_training)
 
     def _sampling(self, direction: Direction, max_new: int, do_sample: bool) -> dict:
-        """The settings of a decode with ``direction``: its forced tag, n-gram blocking, lengths, temperature."""
+        """The settings of a decode with ``direction``: its forced tag, n-gram blocking, its domain's vocabulary, lengths, temperature."""
         tag = direction.forced_tag
         max_new += int(tag is not None)
         processors = LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)] if tag is not None else [])
         if self.args.training_no_repeat_ngram_size:
             processors.append(NoRepeatNGramLogitsProcessor(self.args.training_no_repeat_ngram_size))
+        if direction.suppress_tokens:
+            processors.append(SuppressTokensLogitsProcessor(direction.suppress_tokens, device=self.args.device))
         return dict(max_new_tokens=max_new, min_new_tokens=min(self.args.min_new_tokens, max_new), do_sample=do_sample,
                     logits_processor=processors or None, temperature=self.args.sampling_temperature if do_sample else 1.0)
 

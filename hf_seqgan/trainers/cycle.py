@@ -59,6 +59,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import logging
+import os
 from typing import Callable, Optional
 
 import torch
@@ -78,11 +81,14 @@ from ._policy import (
     DiscriminatorFields, PolicyFields, check_shared_fields, disable_dropout, discriminator_step, frozen_reference, policy_loss, reference_of,
     sampled_logprobs, sync_discriminator_reference,
 )
-from ..directions import Direction
+from ..directions import Direction, domain_suppressed_tokens
 from ..hidden_discriminator import HiddenStateDiscriminator
 from ._cycle_setup import TargetDomainSampler, build_domain_discriminator, check_reconstructor, split_domains, target_column
 
 __all__ = ["CycleConfig", "CycleTrainer"]
+
+logger = logging.getLogger(__name__)
+DOMAIN_VOCABULARY_NAME = "domain_vocabulary.json"  # with domain_vocabulary_ratio > 0: each direction's suppressed token ids
 
 LOSSES = ("reconstruction", "adversarial", "source_adversarial", "denoising", "backtranslation", "supervised", "latent_adversarial")
 UPDATES = ("reinforce", "gumbel")
@@ -98,7 +104,8 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     ``backtranslation_weight``, ``supervised_weight``. Updates: ``reconstruction_update``,
     ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``scale_rewards``, ``num_samples``,
     ``tau``. Decoding: ``max_new_tokens``, ``min_new_tokens``, ``reconstruction_max_new_tokens``,
-    ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``, ``training_no_repeat_ngram_size``. Noise:
+    ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``, ``training_no_repeat_ngram_size``,
+    ``domain_vocabulary_ratio``. Noise:
     ``word_shuffle``, ``word_dropout``, ``word_blank``, ``noise_whole_words``. Data:
     ``target_batch_size``, ``domain_column``. Reconstructor and discriminator optimizers and the
     default discriminator's size.
@@ -135,6 +142,12 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
                                                                 "source adversary (R: y -> x) to the frozen starting model, per token (the k3 estimator on "
                                                                 "the decoded tokens, as AdversarialTrainer's kl_coef): keeps a pretrained start's words while "
                                                                 "the adversaries pull; 0 = off (no copy is made; with PEFT the adapters are switched off)."})
+    domain_vocabulary_ratio: float = dataclasses.field(default=0.0, metadata={"help": "Restrict every decode into a domain (training and CycleTrainer.transfer) to that domain's "
+                                                                                 "tokens: a token may be emitted into Y only if it occurs in the Y training texts with a "
+                                                                                 "relative frequency >= this ratio x its relative frequency in the X texts (and the same "
+                                                                                 "for X); special tokens and tags are always allowed. For two languages sharing one "
+                                                                                 "vocabulary it stops the back-translations from copying source-language words "
+                                                                                 "(e.g. 0.1); 0 = off."})
     word_shuffle: float = dataclasses.field(default=3.0, metadata={"help": "Denoising: largest distance a word moves (k)."})
     word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "Denoising: probability of dropping a word."})
     word_blank: float = dataclasses.field(default=0.2, metadata={"help": "Denoising: probability of replacing a word by the mask token."})
@@ -167,6 +180,9 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
             raise ValueError(f"training_no_repeat_ngram_size must be an integer >= 0 (0 = off), got {self.training_no_repeat_ngram_size!r}.")
         if isinstance(self.kl_coef, bool) or not isinstance(self.kl_coef, (int, float)) or not 0 <= self.kl_coef < float("inf"):
             raise ValueError(f"kl_coef must be a finite number >= 0 (0 = off), got {self.kl_coef!r}.")
+        if isinstance(self.domain_vocabulary_ratio, bool) or not isinstance(self.domain_vocabulary_ratio, (int, float)) \
+                or not 0 <= self.domain_vocabulary_ratio < float("inf"):
+            raise ValueError(f"domain_vocabulary_ratio must be a finite number >= 0 (0 = off), got {self.domain_vocabulary_ratio!r}.")
         if self.kl_coef > 0 and all(as_schedule(getattr(self, f"{name}_weight")).bounds()[1] == 0
                                     for name in ("reconstruction", "adversarial", "source_adversarial")):
             raise ValueError("kl_coef penalises the decodes of the reconstruction, adversarial and source-adversarial terms, but their weights "
@@ -274,6 +290,8 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
             aux = self.auxiliary("reconstructor")
             self.to_x = Direction(aux.model, RolloutEngine(aux.model, processing_class), target_tag=tags[0], source_tag=tags[1],
                                   position=args.direction_token_position)
+        if args.domain_vocabulary_ratio > 0:
+            self._restrict_vocabularies(train_dataset, target_domain_dataset, [t for t in tags if t is not None])
         for direction in (self.to_x, self.to_y)[int(args.shared_model):]:  # plain generate() decodes into the model's own domain
             if direction.forced_tag is not None:
                 unwrap_model(direction.model).generation_config.forced_bos_token_id = direction.forced_tag
@@ -311,6 +329,31 @@ class CycleTrainer(DirectionCallsMixin, BaseTrainer):
                              f"tokenizer.add_special_tokens({{'additional_special_tokens': [{token!r}]}}) and "
                              "model.resize_token_embeddings(len(tokenizer)), or use the model's language codes.")
         return int(index)
+
+    def _restrict_vocabularies(self, x_data, y_data, tags: list[int]) -> None:
+        """Each direction's ``suppress_tokens``: the tokens rare in its output domain against the other
+        (:func:`~hf_seqgan.directions.domain_suppressed_tokens`)."""
+        def rows(data, column):
+            ids = data[column] if hasattr(data, "column_names") else [row[column] for row in data]
+            return [[t for t in row if t >= 0] for row in ids]
+
+        x_rows, y_rows = rows(x_data, "input_ids"), rows(y_data, self._target_column)
+        size = unwrap_model(self.model).get_output_embeddings().weight.shape[0]
+        keep = list(self.processing_class.all_special_ids) + tags
+        ratio = self.args.domain_vocabulary_ratio
+        self.to_y.suppress_tokens = domain_suppressed_tokens(y_rows, x_rows, size, ratio=ratio, keep=keep)
+        self.to_x.suppress_tokens = domain_suppressed_tokens(x_rows, y_rows, size, ratio=ratio, keep=keep)
+        for name, direction in (("X", self.to_x), ("Y", self.to_y)):
+            if len(direction.suppress_tokens) >= size - len(set(keep)):
+                raise ValueError(f"domain_vocabulary_ratio={ratio} leaves no ordinary token to decode into {name}: lower it.")
+            logger.info("Decodes into %s may use %d of %d tokens (domain_vocabulary_ratio=%s)", name, size - len(direction.suppress_tokens), size, ratio)
+
+    def _save_auxiliaries(self, output_dir: str) -> None:
+        super()._save_auxiliaries(output_dir)
+        if self.to_y.suppress_tokens is not None:  # what a later decode needs to stay in each domain's vocabulary
+            with open(os.path.join(output_dir, DOMAIN_VOCABULARY_NAME), "w", encoding="utf-8") as f:
+                json.dump({"domain_vocabulary_ratio": self.args.domain_vocabulary_ratio, "x_token": self.args.x_token, "y_token": self.args.y_token,
+                           "suppress_tokens_x": self.to_x.suppress_tokens, "suppress_tokens_y": self.to_y.suppress_tokens}, f)
 
     def _make_latent_discriminator(self) -> None:
         sizes = {getattr(unwrap_model(d.model).config, "d_model", None) for d in (self.to_x, self.to_y)}
