@@ -154,11 +154,13 @@ def test_translation_on_multi30k(scripts, tmp_path, shared_data):
     metrics, _ = _run(scripts, "run_translation", [
         "--train_file", _write_lines(tmp_path / "en.txt", en), "--train_target_file", _write_lines(tmp_path / "de.txt", de),
         "--validation_file", str(d / "valid.en"), "--validation_target_file", str(d / "valid.de"), "--max_eval_samples", "8",
-        "--shared_model", "false", "--adversarial_weight", "0.5", "--max_new_tokens", "12",
+        "--shared_model", "false", "--adversarial_weight", "0.5", "--max_new_tokens", "12", "--domain_vocabulary_ratio", "0.1",
     ], tmp_path / "out")
     assert metrics["copy_source_bleu"] > 0 and "eval_bleu" in metrics
     _assert_collapse_report(metrics, "")
     assert (tmp_path / "out" / "reconstructor" / "config.json").is_file() and (tmp_path / "out" / "discriminator").is_dir()
+    vocabulary = json.loads((tmp_path / "out" / "domain_vocabulary.json").read_text())
+    assert vocabulary["suppress_tokens_y"] and vocabulary["suppress_tokens_x"]  # each direction keeps to its language's tokens
 
 
 def test_supervised_translation_predicts_a_held_out_file(scripts, tmp_path, shared_data, capsys):
