@@ -71,3 +71,24 @@ def test_bench_multi30k_decoding_quick_runs():
     for row in ("| greedy |", "| sample T=1 |", "| rerank by D, N=4 |", "| residual EBM T_E=1, N=4 |", "control: D's trunk", "control: MLE"):
         assert row in out, out[-3000:]
     assert "drew the same candidates and D's argmax agreed: {2: True, 4: True}" in out and "nan" not in out, out[-3000:]
+
+
+def test_bench_multi30k_frontier_runs_on_a_saved_checkpoint(tmp_path):
+    import pytest
+
+    from hf_seqgan.tiny import build_tiny_model, train_tokenizer
+
+    if not MULTI30K.is_dir():
+        pytest.skip(f"the real-data benchmark needs the Multi30k folder {MULTI30K} (../shared/data beside the repository), absent here")
+    lines = (MULTI30K / "train.en").read_text().splitlines()[:200] + (MULTI30K / "train.de").read_text().splitlines()[:200]
+    tok = train_tokenizer(lines, vocab_size=400)
+    build_tiny_model("bart", tok).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = tmp_path / "frontier.json"
+    proc = _run("benchmarks/bench_multi30k_frontier.py", "--models", f"a={tmp_path / 'm'}", "--max-sources", "6", "--temperatures", "1.0",
+                "--json", str(out))
+    for row in ("| a | greedy |", "| a | T=1 |", "100 (deterministic)"):
+        assert row in proc.stdout, proc.stdout[-3000:]
+    record = json.loads(out.read_text())
+    t1 = record["models"]["a"]["rows"]["T=1"]
+    assert record["sources"] == 6 and len(t1["bleu"]) == 2 and 0 <= t1["self_bleu"] <= 100 and "nan" not in proc.stdout

@@ -183,6 +183,20 @@ def test_supervised_translation_predicts_a_held_out_file(scripts, tmp_path, shar
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out").config.model_type == "bart"
 
 
+def test_supervised_translation_with_scheduled_sampling(scripts, tmp_path, shared_data):
+    """--supervised --trainer scheduled_sampling trains with ScheduledSamplingTrainer (its options parsed, its
+    replaced fraction logged); --trainer without --supervised is refused with the fix."""
+    d = shared_data / "multi30k"
+    data = ["--train_file", str(d / "train.en"), "--train_target_file", str(d / "train.de"), "--max_train_samples", "48",
+            "--validation_file", str(d / "valid.en"), "--validation_target_file", str(d / "valid.de"), "--max_eval_samples", "8"]
+    _run(scripts, "run_translation", ["--supervised", "--trainer", "scheduled_sampling", "--gold_probability", "0", *data], tmp_path / "out")
+    logs = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    replaced = [h["replaced_fraction"] for h in logs if "replaced_fraction" in h]
+    assert replaced and all(r == pytest.approx(1.0) for r in replaced), logs  # gold probability 0: a prediction fed at every position
+    with pytest.raises(ValueError, match="add --supervised"):
+        scripts["run_translation"].main([*QUICK, "--trainer", "scheduled_sampling", "--output_dir", str(tmp_path / "x")])
+
+
 def test_summarization_predicts_a_test_file_without_training(scripts, tmp_path):
     """--skip_training with a saved model: only evaluation and --do_predict (references from a jsonl column)."""
     first, _ = _run(scripts, "run_summarization", SYNTHETIC, tmp_path / "first")
@@ -241,6 +255,19 @@ def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, cor
     assert plain[0].tiny_d_model == 64 and plain[2].learning_rate == 3e-3  # the toy default is unchanged
     with pytest.raises(ValueError, match="--preset 'tpu'"):
         recipes.parse_recipe_args(recipes.SupervisedDataArguments, ["--preset", "tpu"], {}, method="mle", logger_name="t")
+
+
+def test_tiny_model_options_reach_the_config():
+    """--tiny_attention_dropout (unset: --tiny_dropout) and --tiny_scale_embedding reach the built model's config."""
+    from hf_seqgan import recipes
+
+    texts = [f"a man rides a horse number {i} ." for i in range(50)]
+    default, _, _ = recipes.load_model_and_tokenizer(recipes.ModelArguments(tiny_d_model=32, tiny_vocab_size=300, tiny_dropout=0.1), texts)
+    assert default.config.scale_embedding is True and default.config.attention_dropout == 0.1 and default.config.dropout == 0.1
+    args = recipes.ModelArguments(tiny_d_model=32, tiny_vocab_size=300, tiny_dropout=0.1, tiny_attention_dropout=0.0, tiny_scale_embedding=False)
+    model, _, _ = recipes.load_model_and_tokenizer(args, texts)
+    assert model.config.scale_embedding is False and model.config.attention_dropout == 0.0 and model.config.dropout == 0.1
+    assert model.get_encoder().embed_tokens.embed_scale == 1.0
 
 
 # ---------------------------------------------------------------------- style transfer

@@ -49,6 +49,8 @@ class ModelArguments:
     tiny_layers: int = field(default=2, metadata={"help": "Encoder and decoder layers of the tiny model."})
     tiny_heads: int = field(default=0, metadata={"help": "Attention heads of the tiny model (0: d_model / 16)."})
     tiny_dropout: float = field(default=0.0, metadata={"help": "Dropout of the tiny model (residual and attention paths)."})
+    tiny_attention_dropout: Optional[float] = field(default=None, metadata={"help": "Dropout of the tiny model's attention weights (unset: --tiny_dropout)."})
+    tiny_scale_embedding: bool = field(default=True, metadata={"help": "The tiny model multiplies its token embeddings by sqrt(d_model) (BART/mBART/Marian/Pegasus families)."})
     preset: Optional[str] = field(default=None, metadata={
         "help": "Sizes for real data instead of the toy default: 'cpu' (2 cores, <= 30 min: tokenizer of up to 8k chosen from the data, "
                 "BART d_model 256 3+3 layers dropout 0.1, batch 64, lr 1e-3 with 300 warm-up steps and inverse-sqrt decay, label smoothing "

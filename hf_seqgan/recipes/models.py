@@ -68,7 +68,9 @@ def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed:
     tokenizer = train_tokenizer(training_texts, vocab_size=vocab, language_codes=tuple(LANGUAGE_CODES) + tuple(special_tokens),
                                 model_max_length=max_length)
     drop = model_args.tiny_dropout
-    dropout = dict(dropout_rate=drop) if model_args.tiny_family == "t5" else dict(dropout=drop, attention_dropout=drop)
+    attention_drop = drop if model_args.tiny_attention_dropout is None else model_args.tiny_attention_dropout
+    dropout = (dict(dropout_rate=drop) if model_args.tiny_family == "t5" else
+               dict(dropout=drop, attention_dropout=attention_drop, scale_embedding=model_args.tiny_scale_embedding))
     model = build_tiny_model(model_args.tiny_family, tokenizer, seed=seed, d_model=d, ffn=4 * d, layers=model_args.tiny_layers,
                              heads=model_args.tiny_heads or max(1, d // 16), max_positions=max(256, max_length + 8), **dropout)
     description = (f"tiny {model_args.tiny_family} built from a config (d_model={d}, {model_args.tiny_layers} layers, "

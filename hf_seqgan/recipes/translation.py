@@ -25,6 +25,7 @@ Usage:
     # supervised (line-aligned pairs, maximum likelihood), sized for real data (<= 30 min on 2 cores)
     python examples/run_translation.py --supervised --preset cpu --train_file $D/train.en --train_target_file $D/train.de \
         --validation_file $D/valid.en --validation_target_file $D/valid.de --do_predict --test_file my.en --test_target_file my.de
+    python examples/run_translation.py --supervised --trainer scheduled_sampling --model_name_or_path that/output_dir ...  # any trainer
 
 Every evaluation also reports the share of distinct outputs and the loss with the sources shuffled
 across rows against the true sources, and warns when the model emits one output or ignores its input.
@@ -40,8 +41,8 @@ from ..synthetic import translation_pairs
 
 logger = logging.getLogger("run_translation")
 
-# --supervised: one direction learned from line-aligned pairs with maximum likelihood (Seq2SeqTrainer, exact
-# accumulation), a BART without direction tags.
+# --supervised: one direction learned from line-aligned pairs with --trainer (maximum likelihood: Seq2SeqTrainer with
+# exact accumulation; or scheduled sampling, professor forcing, adversarial), a BART without direction tags.
 SUPERVISED_DEFAULTS = recipes.training_defaults("run_translation_supervised", tiny_family="bart")
 
 # The embedded default: one shared tiny mBART, denoising + back-translation, a quick CPU run.
@@ -52,20 +53,26 @@ DEFAULTS = recipes.training_defaults(
 
 
 @dataclass
-class TranslationArguments(recipes.DataArguments):
+class TranslationArguments(recipes.SupervisedDataArguments):
     source_lang: str = field(default="en", metadata={"help": "Source language: the column of json/csv data (and the name in outputs)."})
     target_lang: str = field(default="de", metadata={"help": "Target language: the column of json/csv data."})
     max_source_length: int = field(default=48, metadata={"help": "Tokens kept of a source sentence."})
     max_target_length: int = field(default=48, metadata={"help": "Tokens kept of a target sentence, and generated at most."})
     synthetic_train_size: int = field(default=4000, metadata={"help": "Synthetic caption pairs (half of each side is used) when no data is given."})
-    supervised: bool = field(default=False, metadata={"help": "Learn from line-aligned pairs (--train_file + --train_target_file) by maximum likelihood instead of cycle training."})
+    supervised: bool = field(default=False, metadata={"help": "Learn from line-aligned pairs (--train_file + --train_target_file) with --trainer (maximum likelihood by default) instead of cycle training."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.supervised and self.trainer != "mle":
+            raise ValueError(f"--trainer {self.trainer} learns from pairs: add --supervised (without it the recipe trains with CycleTrainer).")
 
 
 def main(argv=None):
     # 1. Arguments: model, data and CycleConfig (every field of the trainer is an option), 2. logging and seed.
     supervised = recipes.peek_argument(argv, "supervised", False, flag=True)
+    method = recipes.peek_argument(argv, "trainer", "mle") if supervised else "cycle"
     model_args, data_args, training_args = recipes.parse_recipe_args(
-        TranslationArguments, argv, SUPERVISED_DEFAULTS if supervised else DEFAULTS, method="mle" if supervised else "cycle", logger_name=logger.name)
+        TranslationArguments, argv, SUPERVISED_DEFAULTS if supervised else DEFAULTS, method=method, logger_name=logger.name)
 
     # 3. Data: two monolingual corpora (no pair seen) and a paired validation set.
     src, tgt = data_args.source_lang, data_args.target_lang
@@ -97,7 +104,7 @@ def main(argv=None):
         train_dataset = recipes.tokenize_pairs(pairs, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
         if corpus.validation is not None:
             eval_dataset = recipes.tokenize_pairs(corpus.validation, tokenizer, src, tgt, data_args.max_source_length, data_args.max_target_length)
-        trainer = recipes.build_trainer("mle", model, training_args, tokenizer, train_dataset, eval_dataset)
+        trainer = recipes.build_trainer(method, model, training_args, tokenizer, train_dataset, eval_dataset)
         direction, vocabulary = {}, {}
     else:
         trainer = recipes.build_cycle_trainer(model, training_args, tokenizer, source_texts, target_texts,
@@ -132,7 +139,7 @@ def main(argv=None):
 
     # 9. Tables, results.json and the training curves.
     return recipes.report(metrics, corpus=corpus, model_description=model_description, output_dir=training_args.output_dir,
-                          samples=samples, table=table, title=f"{'Supervised' if supervised else 'Unsupervised'} translation {src} -> {tgt}",
+                          samples=samples, table=table, title=f"{'Supervised (' + method + ')' if supervised else 'Unsupervised'} translation {src} -> {tgt}",
                           plot=data_args.plot_curves, collapse=collapse)
 
 
