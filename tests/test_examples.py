@@ -240,6 +240,7 @@ def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, cor
     model_args, data_args, training_args = recipes.parse_recipe_args(recipes.SupervisedDataArguments, argv, recipes.training_defaults("t"),
                                                                      method="mle", logger_name="t")
     assert (model_args.tiny_d_model, model_args.tiny_layers, model_args.tiny_dropout, model_args.time_budget) == (256, 3, 0.1, 25.0)
+    assert model_args.tiny_attention_dropout == 0.0 and model_args.tiny_scale_embedding is False  # BART's own choices, as the baseline
     assert training_args.lr_scheduler_type == "inverse_sqrt" and training_args.warmup_steps == 300 and training_args.learning_rate == 5e-4
     assert training_args.label_smoothing_factor == 0.1 and training_args.per_device_train_batch_size == 64
     assert training_args.train_sampling_strategy == "group_by_length"
