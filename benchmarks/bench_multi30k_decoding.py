@@ -395,10 +395,28 @@ def report(record: dict) -> None:
     print("```")
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every Multi30k benchmark shares: ``--data``, ``--json``, ``--report``, ``--threads``."""
+    parser.add_argument("--data", type=Path, default=DATA, help="the multi30k folder (default: ../shared/data/multi30k beside the repository)")
+    parser.add_argument("--json", default=None, help="write every figure and sample here")
+    parser.add_argument("--report", default=None, help="print the tables of a saved --json run again")
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def reported_or_skipped(cli, report_fn) -> bool:
+    """True when there is nothing to run: ``--report`` printed a saved run, or the data folder is absent (said)."""
+    if cli.report:
+        report_fn(json.loads(Path(cli.report).read_text()))
+        return True
+    if not cli.data.is_dir():
+        print(f"Skipped: the Multi30k folder {cli.data} is absent (it lies beside the repository at ../shared/data on development machines).")
+        return True
+    return False
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="a supervised en->de checkpoint (examples/run_translation.py --supervised --preset cpu --output_dir ...)")
-    parser.add_argument("--data", type=Path, default=DATA, help="the multi30k folder (default: ../shared/data/multi30k beside the repository)")
     parser.add_argument("--split", choices=["valid", "test"], default=None)
     parser.add_argument("--max-sources", type=int, default=None, dest="max_sources")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
@@ -408,14 +426,9 @@ def main(argv=None) -> None:
     parser.add_argument("--d-heldout", type=int, default=None, dest="d_heldout")
     parser.add_argument("--no-mle-control", action="store_false", dest="mle_control", default=None)
     parser.add_argument("--quick", action="store_true", help="CI smoke size: a tiny model trained in seconds, a few sources")
-    parser.add_argument("--json", default=None, help="write every figure and sample here")
-    parser.add_argument("--report", default=None, help="print the tables of a saved --json run again")
-    parser.add_argument("--threads", type=int, default=1)
+    add_run_options(parser)
     cli = parser.parse_args(argv)
-    if cli.report:
-        return report(json.loads(Path(cli.report).read_text()))
-    if not cli.data.is_dir():
-        print(f"Skipped: the Multi30k folder {cli.data} is absent (it lies beside the repository at ../shared/data on development machines).")
+    if reported_or_skipped(cli, report):
         return
     if not cli.quick and not cli.model:
         parser.error("--model (a supervised checkpoint) is needed unless --quick")

@@ -23,7 +23,8 @@ from pathlib import Path
 import _bench_env  # noqa: E402,F401  (offline; the package and the sibling scripts importable)
 
 from _timing import begin  # noqa: E402
-from bench_multi30k_decoding import DATA, Settings, generate_all, log, mean_sd, metrics, read, sample_all  # noqa: E402
+from bench_multi30k_decoding import (Settings, add_run_options, generate_all, log, mean_sd, metrics, read,  # noqa: E402
+                                     reported_or_skipped, sample_all)
 from hf_seqgan.metrics import load_metric  # noqa: E402
 
 
@@ -79,19 +80,13 @@ def report(record: dict) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=[], help="NAME=PATH of each supervised en->de checkpoint")
-    parser.add_argument("--data", type=Path, default=DATA, help="the multi30k folder (default: ../shared/data/multi30k beside the repository)")
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-sources", type=int, default=None, dest="max_sources")
-    parser.add_argument("--json", default=None, help="write every figure and sample here")
-    parser.add_argument("--report", default=None, help="print the tables of a saved --json run again")
-    parser.add_argument("--threads", type=int, default=1)
+    add_run_options(parser)
     cli = parser.parse_args(argv)
-    if cli.report:
-        return report(json.loads(Path(cli.report).read_text()))
-    if not cli.data.is_dir():
-        print(f"Skipped: the Multi30k folder {cli.data} is absent (it lies beside the repository at ../shared/data on development machines).")
+    if reported_or_skipped(cli, report):
         return
     bad = [m for m in cli.models if "=" not in m]
     if not cli.models or bad:
