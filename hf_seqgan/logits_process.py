@@ -13,6 +13,10 @@ so ``cur_len == 1`` when the first token is generated (``prompt_length=1``, the 
   and beam search is stochastic beam search (Kool et al. 2019).
 - :class:`DiscriminatorGuidedLogitsProcessor`: FUDGE-style guidance (Yang & Klein 2021), the top-k
   next tokens re-scored by a discriminator in one batched forward per step.
+- :class:`NoDoubledTokenLogitsProcessor`: never the token just generated again (no "not not" or
+  "great great"), the word-level stutter a policy learns against a small discriminator, which
+  `NoRepeatNGramLogitsProcessor` (size 2 allows one doubling; size 1 forbids every repeated word)
+  does not target.
 - :func:`sentence_end_token_ids`: the ids of a tokenizer's tokens that end a sentence.
 
 Order matters: processors run in list order, after the built-in ones of ``generate()`` and before
@@ -38,6 +42,7 @@ __all__ = [
     "TemperatureScheduleLogitsWarper",
     "GumbelSamplingLogitsProcessor",
     "DiscriminatorGuidedLogitsProcessor",
+    "NoDoubledTokenLogitsProcessor",
     "sentence_end_token_ids",
 ]
 
@@ -73,6 +78,29 @@ def sentence_end_token_ids(tokenizer, marks: str = ".!?") -> list[int]:
     if not found:
         raise ValueError(f"No token of {type(tokenizer).__name__} ends with one of {marks!r}.")
     return found
+
+
+class NoDoubledTokenLogitsProcessor(LogitsProcessor):
+    """Forbid each row's last generated token as its next one: an output never holds a token twice
+    in a row (``not not``, ``great great``, ``weißen weißen``), while a word may come back later
+    (``the ... the``), which about a fifth of real review sentences do and only 1% double a word.
+
+    The first ``prompt_length`` decoder ids (the decoder start token; 1 for an encoder-decoder, as in
+    the other processors here) are not counted. A row whose only allowed token is its last one
+    (another processor forced it) keeps it, so no row is left without a finite score. Banned scores
+    are ``-inf``, as in transformers' own bans.
+    """
+
+    def __init__(self, prompt_length: int = 1):
+        self.prompt_length = _nonneg_int(prompt_length, "prompt_length")
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[-1] <= self.prompt_length:
+            return scores
+        banned = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, input_ids[:, -1:], True)  # (R, V)
+        allowed = scores > float("-inf")  # (R, V)
+        keep_one = (allowed & ~banned).any(-1, keepdim=True)  # (R, 1): another token stays allowed
+        return scores.masked_fill(banned & keep_one, float("-inf"))
 
 
 class TemperatureScheduleLogitsWarper(LogitsProcessor):

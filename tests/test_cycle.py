@@ -505,6 +505,36 @@ def test_training_no_repeat_ngram_size_blocks_repeats_in_every_training_decode(m
         _config(tmp_path, denoising_weight="1", training_no_repeat_ngram_size=-1)
 
 
+def test_training_no_doubled_tokens_reaches_every_training_decode(make_model, tokenizer, domains, tmp_path):
+    """The same stuttering model: with training_no_doubled_tokens no decode of training (the
+    back-translations, the adversarial sample) holds a token twice in a row, and pg_loss stays finite."""
+    x, y = domains
+    model = make_model("bart", warm=False)
+    the = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
+    model.final_logits_bias.data[0, the] = 30.0
+    doubled = []
+    for flag in (False, True):
+        trainer = CycleTrainer(copy.deepcopy(model), _config(tmp_path, adversarial_weight="1", discriminator_type="classifier", backtranslation_weight="1",
+                                                       training_no_doubled_tokens=flag), train_dataset=x, target_domain_dataset=y,
+                               processing_class=tokenizer)
+        decodes = []
+        original = trainer._decode_rows
+
+        def spy(*a, **kw):
+            out = original(*a, **kw)
+            decodes.append(out.sequences)
+            return out
+
+        trainer._decode_rows = spy
+        trainer.train()
+        assert len(decodes) == 3
+        doubled.append(sum(int(((d[:, 1:] == d[:, :-1]) & (d[:, 1:] == the)).sum()) for d in decodes))
+        assert all(torch.isfinite(torch.tensor(h["pg_loss"])) for h in trainer.state.log_history if "pg_loss" in h)
+    assert doubled[0] > 0 and doubled[1] == 0
+    with pytest.raises(ValueError, match="training_no_doubled_tokens must be True or False"):
+        _config(tmp_path, denoising_weight="1", training_no_doubled_tokens=1)
+
+
 # ---------------------------------------------------------------------- the KL anchor to the starting G
 @pytest.mark.parametrize("update", ["reinforce", "gumbel"])
 def test_kl_coef_keeps_a_frozen_start_and_its_gradient_lowers_the_kl(update, make_model, tokenizer, domains, source_batch, tmp_path):

@@ -232,6 +232,30 @@ def test_no_repeat_ngram_size_decodes_as_generate_does(make_model, tokenizer, co
         scripts["run_summarization"].main([*QUICK, "--no_repeat_ngram_size", "-1", "--output_dir", str(tmp_path)])
 
 
+def test_no_doubled_tokens_decodes_as_generate_with_the_processor(make_model, tokenizer, corpus):
+    """--no_doubled_tokens (DataArguments.repetition_blocking): the recipes' greedy decode equals
+    `generate` with NoDoubledTokenLogitsProcessor, and no output has a word twice in a row."""
+    from transformers import LogitsProcessorList
+
+    from hf_seqgan.logits_process import NoDoubledTokenLogitsProcessor
+    from hf_seqgan.recipes import DataArguments, generate_texts
+
+    model = make_model("bart", warm=False)
+    word = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
+    model.final_logits_bias[0, word] = 50.0
+    sources = [p["article"] for p in corpus[:6]]
+    blocking = DataArguments(no_doubled_tokens=True).repetition_blocking()
+    assert blocking == {"no_repeat_ngram_size": 0, "no_doubled_tokens": True}
+    ours = generate_texts(model, tokenizer, sources, max_source_length=24, max_new_tokens=12, **blocking)
+    batch = tokenizer(sources, return_tensors="pt", padding=True, truncation=True, max_length=24)
+    with torch.no_grad():
+        ids = model.generate(**batch, max_new_tokens=12, do_sample=False, logits_processor=LogitsProcessorList([NoDoubledTokenLogitsProcessor()]))
+    assert ours == [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    body = ids[:, 1:]  # the decoder start left out
+    assert not bool(((body[:, 1:] == body[:, :-1]) & (body[:, 1:] != tokenizer.pad_token_id)).any())  # no token twice in a row
+    assert int((body == word).sum(-1).min()) >= 3  # while the pushed word comes back
+
+
 def test_preset_sets_sizes_and_schedule_and_the_command_line_wins(tokenizer, corpus):
     from hf_seqgan import recipes
     from tests.conftest import ROOT as _  # noqa: F401

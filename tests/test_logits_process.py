@@ -14,6 +14,7 @@ from hf_seqgan.discriminators import SequenceDiscriminator
 from hf_seqgan.logits_process import (
     DiscriminatorGuidedLogitsProcessor,
     GumbelSamplingLogitsProcessor,
+    NoDoubledTokenLogitsProcessor,
     TemperatureScheduleLogitsWarper,
     sentence_end_token_ids,
 )
@@ -123,11 +124,44 @@ def test_processors_are_pure(tokenizer):
         GumbelSamplingLogitsProcessor(seed=0),
         GumbelSamplingLogitsProcessor(num_beams=2, seed=0),
         DiscriminatorGuidedLogitsProcessor(disc, num_sources=1, top_k=3),
+        NoDoubledTokenLogitsProcessor(),
     ):
         ids_before, scores_before = ids.clone(), scores.clone()
         out = proc(ids, scores)
         assert out is not scores and out.shape == scores.shape
         assert torch.equal(ids, ids_before) and torch.equal(scores, scores_before), type(proc).__name__
+
+
+# ----------------------------------------------------------------------------- doubled tokens
+def test_no_doubled_token_bans_each_rows_last_token_only():
+    """Row-wise ban of the last generated id; the decoder start is not counted; a row whose only
+    finite score is its last token keeps it (no row without a finite score)."""
+    proc = NoDoubledTokenLogitsProcessor()
+    scores = torch.zeros(3, 10)
+    assert torch.equal(proc(torch.tensor([[2], [2], [2]]), scores), scores)  # first step: only the decoder start
+    forced = torch.full((10,), float("-inf"))
+    forced[4] = 0.0
+    scores = torch.stack([torch.zeros(10), torch.zeros(10), forced])
+    out = proc(torch.tensor([[2, 5, 7], [2, 7, 5], [2, 3, 4]]), scores)
+    assert out[0, 7] == float("-inf") and out[1, 5] == float("-inf")
+    assert int(torch.isinf(out[:2]).sum()) == 2  # nothing else banned, earlier tokens (5 in row 0) allowed
+    assert out[2, 4] == 0.0 and torch.isfinite(out[2]).sum() == 1
+    with pytest.raises(ValueError, match="prompt_length"):
+        NoDoubledTokenLogitsProcessor(prompt_length=-1)
+
+
+def test_no_doubled_token_stops_a_stuttering_model_in_generate(make_model, source_batch, tokenizer):
+    """A model pushed to emit one token at every step (final_logits_bias) doubles it under plain
+    greedy `generate`; with the processor no output holds a token twice in a row."""
+    model = make_model("bart", warm=False).eval()
+    the = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
+    model.final_logits_bias.data[0, the] = 30.0
+    kwargs = dict(max_new_tokens=8, do_sample=False)
+    plain = model.generate(**source_batch, **kwargs)
+    blocked = model.generate(**source_batch, logits_processor=LogitsProcessorList([NoDoubledTokenLogitsProcessor()]), **kwargs)
+    doubled = lambda ids: bool(((ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] != model.config.pad_token_id)).any())
+    assert doubled(plain) and not doubled(blocked)
+    assert int((blocked == the).sum(-1).min()) > 1  # the word comes back, just never twice in a row
 
 
 # ----------------------------------------------------------------------------- temperature schedule

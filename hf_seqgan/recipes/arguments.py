@@ -85,6 +85,9 @@ class DataArguments:
     num_printed_samples: int = field(default=3, metadata={"help": "Sample outputs printed at the end."})
     no_repeat_ngram_size: int = field(default=0, metadata={"help": "Evaluation and prediction decoding never repeat an n-gram of this size "
                                                            "(transformers' NoRepeatNGramLogitsProcessor; 3 is usual for summaries); 0: off."})
+    no_doubled_tokens: bool = field(default=False, metadata={"help": "Evaluation and prediction decoding never emit the token just generated again (no "
+                                                         "`not not`; hf_seqgan's NoDoubledTokenLogitsProcessor); pairs with the cycle's "
+                                                         "--training_no_doubled_tokens."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Held-out data to predict with --do_predict (same formats; any file, not only the corpus's)."})
     test_target_file: Optional[str] = field(default=None, metadata={"help": "References of --test_file in their own file (line-aligned); for style transfer the style-1 sentences."})
     test_reference_file: Optional[str] = field(default=None, metadata={"help": "Human references of --test_file (line-aligned): the same as --test_target_file for pairs; human transfers for style transfer."})
@@ -107,6 +110,10 @@ class DataArguments:
             raise ValueError(f"--no_repeat_ngram_size must be >= 0 (0: off), got {self.no_repeat_ngram_size}.")
         if not 0 <= self.validation_split_percentage < 100:
             raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
+
+    def repetition_blocking(self) -> dict:
+        """The :func:`~hf_seqgan.recipes.generate_texts` keywords of ``--no_repeat_ngram_size`` and ``--no_doubled_tokens``."""
+        return {"no_repeat_ngram_size": self.no_repeat_ngram_size, "no_doubled_tokens": self.no_doubled_tokens}
 
 
 @dataclass

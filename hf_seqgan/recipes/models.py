@@ -81,14 +81,17 @@ def load_model_and_tokenizer(model_args, training_texts: Sequence[str], *, seed:
 
 def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_length: int, max_new_tokens: int, batch_size: int = 64,
                    num_samples: int = 1, source_token_id: Optional[int] = None, forced_token_id: Optional[int] = None,
-                   logits_processor=None, no_repeat_ngram_size: int = 0, **sample_kwargs) -> list[str]:
+                   logits_processor=None, no_repeat_ngram_size: int = 0, no_doubled_tokens: bool = False, **sample_kwargs) -> list[str]:
     """Decode ``sources`` in batches with the :class:`~hf_seqgan.rollout.RolloutEngine` (greedy
     unless ``do_sample=True``; ``generator``, ``top_k``, ... passed on); ``num_samples`` outputs per
     source, source-major. ``source_token_id`` is put in front of every source and ``forced_token_id``
     forced as the first generated token (a shared model's direction tags, see :func:`direction_tokens`).
     ``no_repeat_ngram_size`` > 0 adds transformers' `NoRepeatNGramLogitsProcessor` (no n-gram of the
-    output repeated)."""
+    output repeated); ``no_doubled_tokens`` adds :class:`~hf_seqgan.logits_process.NoDoubledTokenLogitsProcessor`
+    (no token twice in a row)."""
     from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
+
+    from ..logits_process import NoDoubledTokenLogitsProcessor
 
     from ..rollout import RolloutEngine
     from ..directions import prepend_token
@@ -100,6 +103,8 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
         max_new_tokens += 1
     if no_repeat_ngram_size:
         processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
+    if no_doubled_tokens:
+        processors.append(NoDoubledTokenLogitsProcessor())
     model.eval()
     engine = RolloutEngine(model, tokenizer)
     out: list[str] = []

@@ -106,7 +106,7 @@ def main(argv=None):
     seed = torch.Generator().manual_seed(training_args.seed)
     decode = dict(max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
                   batch_size=training_args.per_device_eval_batch_size, num_samples=k, generator=seed,
-                  no_repeat_ngram_size=data_args.no_repeat_ngram_size)
+                  **data_args.repetition_blocking())
     schedule = TemperatureScheduleLogitsWarper(data_args.temperature_schedule, mode="sentence", sentence_end_token_ids=sentence_end_token_ids(tokenizer))
     stories = {
         "greedy": recipes.generate_texts(model, tokenizer, prompts, do_sample=False, **decode),

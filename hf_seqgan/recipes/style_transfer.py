@@ -120,7 +120,7 @@ def main(argv=None):
     # 7. Transfer each validation sentence into the other style (G: 0 -> 1; the shared model with
     #    the other tag, or the reconstructor R: 1 -> 0).
     decode = dict(max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
-                  batch_size=training_args.per_device_eval_batch_size, no_repeat_ngram_size=data_args.no_repeat_ngram_size)
+                  batch_size=training_args.per_device_eval_batch_size, **data_args.repetition_blocking())
     backward = trainer.auxiliary("reconstructor").unwrapped if trainer.reconstructor is not None else model
     models = {1: (model, recipes.direction_tokens(training_args, tokenizer, to="y")), 0: (backward, recipes.direction_tokens(training_args, tokenizer, to="x"))}
     sacrebleu = load_metric("sacrebleu")

@@ -120,7 +120,7 @@ def main(argv=None):
         predictions = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length,
             max_new_tokens=data_args.max_target_length, batch_size=training_args.per_device_eval_batch_size,
-            no_repeat_ngram_size=data_args.no_repeat_ngram_size, **direction)
+            **data_args.repetition_blocking(), **direction)
         scores, table = {}, {}
         systems = {"model": predictions, f"lead{data_args.lead_words}": recipes.lead(sources, data_args.lead_words)}
         for name, outputs in systems.items() if references is not None else ():

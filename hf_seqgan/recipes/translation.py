@@ -122,7 +122,7 @@ def main(argv=None):
     def evaluate(sources, references, prefix):
         translations = recipes.generate_texts(
             model, tokenizer, sources, max_source_length=data_args.max_source_length, max_new_tokens=data_args.max_target_length,
-            batch_size=training_args.per_device_eval_batch_size, no_repeat_ngram_size=data_args.no_repeat_ngram_size, **direction, **vocabulary)
+            batch_size=training_args.per_device_eval_batch_size, **data_args.repetition_blocking(), **direction, **vocabulary)
         scores, table = {}, {}
         if references is not None:
             for name, outputs in (("model", translations), ("copy source", sources)):

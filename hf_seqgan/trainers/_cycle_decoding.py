@@ -9,6 +9,7 @@ import torch
 from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, SuppressTokensLogitsProcessor
 
 from ..directions import Direction, prepend_soft
+from ..logits_process import NoDoubledTokenLogitsProcessor
 from ..sampling import soft_embed, unwrap_model
 from .losses import sequence_cross_entropy
 
@@ -17,7 +18,7 @@ __all__ = ["DirectionCallsMixin"]
 
 class DirectionCallsMixin:
     """Needs the trainer's ``args`` (``label_smoothing_factor``, ``min_new_tokens``,
-    ``sampling_temperature``, ``training_no_repeat_ngram_size``), ``tau``, ``state`` and ``to_y``."""
+    ``sampling_temperature``, ``training_no_repeat_ngram_size``, ``training_no_doubled_tokens``), ``tau``, ``state`` and ``to_y``."""
 
     def _forward(self, direction: Direction, src_ids, src_mask, tgt_ids, tgt_mask, soft=None) -> torch.Tensor:
         """`(B,)` per-sequence cross-entropy of ``direction`` translating the source (ids, or soft
@@ -47,12 +48,14 @@ class DirectionCallsMixin:
             direction.model.train(was_training)
 
     def _sampling(self, direction: Direction, max_new: int, do_sample: bool) -> dict:
-        """The settings of a decode with ``direction``: its forced tag, n-gram blocking, its domain's vocabulary, lengths, temperature."""
+        """The settings of a decode with ``direction``: its forced tag, n-gram and doubled-token blocking, its domain's vocabulary, lengths, temperature."""
         tag = direction.forced_tag
         max_new += int(tag is not None)
         processors = LogitsProcessorList([ForcedBOSTokenLogitsProcessor(tag)] if tag is not None else [])
         if self.args.training_no_repeat_ngram_size:
             processors.append(NoRepeatNGramLogitsProcessor(self.args.training_no_repeat_ngram_size))
+        if self.args.training_no_doubled_tokens:
+            processors.append(NoDoubledTokenLogitsProcessor())
         if direction.suppress_tokens:
             processors.append(SuppressTokensLogitsProcessor(direction.suppress_tokens, device=self.args.device))
         return dict(max_new_tokens=max_new, min_new_tokens=min(self.args.min_new_tokens, max_new), do_sample=do_sample,

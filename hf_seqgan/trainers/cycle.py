@@ -105,7 +105,7 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
     ``adversarial_update``, ``reward``, ``baseline`` (+ ``baseline_decay``), ``scale_rewards``, ``num_samples``,
     ``tau``. Decoding: ``max_new_tokens``, ``min_new_tokens``, ``reconstruction_max_new_tokens``,
     ``do_sample``, ``sampling_temperature``, ``backtranslation_do_sample``, ``training_no_repeat_ngram_size``,
-    ``domain_vocabulary_ratio``. Noise:
+    ``training_no_doubled_tokens``, ``domain_vocabulary_ratio``. Noise:
     ``word_shuffle``, ``word_dropout``, ``word_blank``, ``noise_whole_words``. Data:
     ``target_batch_size``, ``domain_column``. Reconstructor and discriminator optimizers and the
     default discriminator's size.
@@ -138,6 +138,10 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
                                                                                      "back-translations; transformers' NoRepeatNGramLogitsProcessor, also in the policy "
                                                                                      "gradient's on-policy score), so that a discriminator's blind spot for repeated words "
                                                                                      "cannot be rewarded; decode with the same --no_repeat_ngram_size; 0 = off."})
+    training_no_doubled_tokens: bool = dataclasses.field(default=False, metadata={"help": "Never decode the token just generated again in any decode of training "
+                                                                                  "(hf_seqgan's NoDoubledTokenLogitsProcessor, also in the policy gradient's "
+                                                                                  "on-policy score): no `not not` or `great great` for a discriminator to "
+                                                                                  "reward; decode with the same --no_doubled_tokens."})
     kl_coef: float = dataclasses.field(default=0.0, metadata={"help": "KL penalty of the decodes of the reconstruction/adversarial terms (G: x -> y) and of the "
                                                                 "source adversary (R: y -> x) to the frozen starting model, per token (the k3 estimator on "
                                                                 "the decoded tokens, as AdversarialTrainer's kl_coef): keeps a pretrained start's words while "
@@ -178,6 +182,8 @@ class CycleConfig(PolicyFields, DiscriminatorFields, BaseConfig):
             raise ValueError(f"baseline='leave_one_out' needs num_samples >= 2 (the other samples of a source are the baseline), got {self.num_samples}.")
         if isinstance(self.training_no_repeat_ngram_size, bool) or not isinstance(self.training_no_repeat_ngram_size, int) or self.training_no_repeat_ngram_size < 0:
             raise ValueError(f"training_no_repeat_ngram_size must be an integer >= 0 (0 = off), got {self.training_no_repeat_ngram_size!r}.")
+        if not isinstance(self.training_no_doubled_tokens, bool):
+            raise ValueError(f"training_no_doubled_tokens must be True or False, got {self.training_no_doubled_tokens!r}.")
         if isinstance(self.kl_coef, bool) or not isinstance(self.kl_coef, (int, float)) or not 0 <= self.kl_coef < float("inf"):
             raise ValueError(f"kl_coef must be a finite number >= 0 (0 = off), got {self.kl_coef!r}.")
         if isinstance(self.domain_vocabulary_ratio, bool) or not isinstance(self.domain_vocabulary_ratio, (int, float)) \
