@@ -48,6 +48,7 @@ import torch
 from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
+progress_logger = logging.getLogger("hf_seqgan.progress")  # ProgressCallback's lines, in the recipes' runs too
 
 __all__ = ["read_corpora", "choose_vocab_size", "train_bpe", "infill_spans", "permute_sentences", "DenoisingCollator",
            "TimeBudgetCallback", "ProgressCallback", "build_model", "pretrain"]
@@ -196,7 +197,7 @@ class TimeBudgetCallback(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"
-            logger.info("Time budget of %.1f min reached at step %d: stopping.", self.minutes, state.global_step)
+            progress_logger.info("Time budget of %.1f min reached at step %d: stopping.", self.minutes, state.global_step)
         return control
 
 
@@ -223,7 +224,7 @@ class ProgressCallback(TrainerCallback):
         if self.time_budget > 0:
             eta = min(eta, max(0.0, 60 * self.time_budget - elapsed))
         rate = f", {self.tokens / elapsed:,.0f} tokens/s" if self.tokens else ""
-        logger.info("step %d/%d  loss %.4f  %.2f steps/s%s  elapsed %s  ETA %s", state.global_step, state.max_steps, logs["loss"], 1 / per_step, rate,
+        progress_logger.info("step %d/%d  loss %.4f  %.2f steps/s%s  elapsed %s  ETA %s", state.global_step, state.max_steps, logs["loss"], 1 / per_step, rate,
                     _clock(elapsed), _clock(eta))
 
 
