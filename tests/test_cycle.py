@@ -475,61 +475,48 @@ def test_source_adversary_resumes_exactly_and_is_refused_without_a_weight(make_m
                      processing_class=tokenizer, source_discriminator=given)
 
 
-def test_training_no_repeat_ngram_size_blocks_repeats_in_every_training_decode(make_model, tokenizer, domains, tmp_path):
-    """A model forced to repeat one token (through final_logits_bias) decodes it once per output in
-    training when n-grams of size 1 are blocked (and its policy-gradient score stays finite)."""
+def _stuttering_training_decodes(make_model, tokenizer, domains, tmp_path, **config):
+    """Train a model forced to repeat " the" (through final_logits_bias) with a back-translation and an
+    adversarial term; returns that token's id and the sequences of every decode of training, after
+    checking there were three (two back-translations, the adversarial sample) and that pg_loss stayed finite."""
     x, y = domains
     model = make_model("bart", warm=False)
     the = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
     model.final_logits_bias.data[0, the] = 30.0
+    trainer = CycleTrainer(model, _config(tmp_path, adversarial_weight="1", discriminator_type="classifier", backtranslation_weight="1", **config),
+                           train_dataset=x, target_domain_dataset=y, processing_class=tokenizer)
+    decodes = []
+    original = trainer._decode_rows
+
+    def spy(*a, **kw):
+        out = original(*a, **kw)
+        decodes.append(out.sequences)
+        return out
+
+    trainer._decode_rows = spy
+    trainer.train()
+    assert len(decodes) == 3
+    assert all(torch.isfinite(torch.tensor(h["pg_loss"])) for h in trainer.state.log_history if "pg_loss" in h)
+    return the, decodes
+
+
+def test_training_no_repeat_ngram_size_blocks_repeats_in_every_training_decode(make_model, tokenizer, domains, tmp_path):
+    """The stuttering model decodes its token once per output in training when n-grams of size 1 are blocked."""
     seen = []
     for size in (0, 1):
-        trainer = CycleTrainer(copy.deepcopy(model), _config(tmp_path, adversarial_weight="1", discriminator_type="classifier", backtranslation_weight="1",
-                                                       training_no_repeat_ngram_size=size), train_dataset=x, target_domain_dataset=y,
-                               processing_class=tokenizer)
-        decodes = []
-        original = trainer._decode_rows
-
-        def spy(*a, **kw):
-            out = original(*a, **kw)
-            decodes.append(out.sequences)
-            return out
-
-        trainer._decode_rows = spy
-        trainer.train()
-        assert len(decodes) == 3  # two back-translations and the adversarial sample
+        the, decodes = _stuttering_training_decodes(make_model, tokenizer, domains, tmp_path, training_no_repeat_ngram_size=size)
         seen.append(max(int((d == the).sum(-1).max()) for d in decodes))
-        assert all(torch.isfinite(torch.tensor(h["pg_loss"])) for h in trainer.state.log_history if "pg_loss" in h)
     assert seen[0] > 1 and seen[1] == 1
     with pytest.raises(ValueError, match="training_no_repeat_ngram_size must be an integer >= 0"):
         _config(tmp_path, denoising_weight="1", training_no_repeat_ngram_size=-1)
 
 
 def test_training_no_doubled_tokens_reaches_every_training_decode(make_model, tokenizer, domains, tmp_path):
-    """The same stuttering model: with training_no_doubled_tokens no decode of training (the
-    back-translations, the adversarial sample) holds a token twice in a row, and pg_loss stays finite."""
-    x, y = domains
-    model = make_model("bart", warm=False)
-    the = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" the"))[0]
-    model.final_logits_bias.data[0, the] = 30.0
+    """The same model: with training_no_doubled_tokens no decode of training holds its token twice in a row."""
     doubled = []
     for flag in (False, True):
-        trainer = CycleTrainer(copy.deepcopy(model), _config(tmp_path, adversarial_weight="1", discriminator_type="classifier", backtranslation_weight="1",
-                                                       training_no_doubled_tokens=flag), train_dataset=x, target_domain_dataset=y,
-                               processing_class=tokenizer)
-        decodes = []
-        original = trainer._decode_rows
-
-        def spy(*a, **kw):
-            out = original(*a, **kw)
-            decodes.append(out.sequences)
-            return out
-
-        trainer._decode_rows = spy
-        trainer.train()
-        assert len(decodes) == 3
+        the, decodes = _stuttering_training_decodes(make_model, tokenizer, domains, tmp_path, training_no_doubled_tokens=flag)
         doubled.append(sum(int(((d[:, 1:] == d[:, :-1]) & (d[:, 1:] == the)).sum()) for d in decodes))
-        assert all(torch.isfinite(torch.tensor(h["pg_loss"])) for h in trainer.state.log_history if "pg_loss" in h)
     assert doubled[0] > 0 and doubled[1] == 0
     with pytest.raises(ValueError, match="training_no_doubled_tokens must be True or False"):
         _config(tmp_path, denoising_weight="1", training_no_doubled_tokens=1)
