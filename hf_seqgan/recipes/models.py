@@ -91,10 +91,9 @@ def generate_texts(model, tokenizer, sources: Sequence[str], *, max_source_lengt
     (no token twice in a row)."""
     from transformers import ForcedBOSTokenLogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
-    from ..logits_process import NoDoubledTokenLogitsProcessor
-
-    from ..rollout import RolloutEngine
     from ..directions import prepend_token
+    from ..logits_process import NoDoubledTokenLogitsProcessor
+    from ..rollout import RolloutEngine
 
     sample_kwargs.setdefault("do_sample", False)
     processors = LogitsProcessorList(logits_processor or [])
