@@ -19,6 +19,14 @@ policy trained against a small discriminator or classifier can learn that a doub
 fools it; the outputs stay distinct and read their source, so only this figure shows it. It is
 reported and warned about, but it does not make the report ``collapsed``.
 
+The source sensitivity is also read from the **outputs**: the share of an output's words found in
+its own source against the share found in another row's source (the same derangement; words found
+in many sources, such as `the`, left out). Where the target is long and the source short (a first
+line -> a story), the loss of the references barely moves with the source even for a model that
+carries the source's characters into its story; the outputs' words show it. A model that ignores its input has the same expected share either way (for
+one constant output, exactly the same), so "ignores its input" is said only when neither the loss
+nor the outputs' words depend on the source.
+
 Examples:
 
 ```python
@@ -37,13 +45,14 @@ WARNING: the model emits ONE output for (almost) every input: 1 distinct output 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["CollapseReport", "distinct_stats", "doubled_word_share", "derangement", "source_sensitivity", "collapse_report", "check_collapse",
-           "COLLAPSE_HINT"]
+__all__ = ["CollapseReport", "distinct_stats", "doubled_word_share", "derangement", "source_sensitivity", "source_word_overlap", "collapse_report",
+           "check_collapse", "COLLAPSE_HINT"]
 
 COLLAPSE_HINT = ("Real text needs a real tokenizer and model size and more steps than the toy default: try --preset cpu (or gpu), "
                  "or start from a pretrained checkpoint (examples/run_pretraining.py, then --model_name_or_path).")
@@ -127,6 +136,37 @@ def source_sensitivity(model, tokenizer, sources: Sequence[str], targets: Sequen
     return {"loss_true": true, "loss_shuffled": shuffled, "source_gap": shuffled - true}
 
 
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"\w+", text.lower()) if any(c.isalpha() for c in w)}
+
+
+def source_word_overlap(sources: Sequence[str], outputs: Sequence[str], *, seed: int = 0, max_document_share: float = 0.2) -> dict:
+    """The mean share of an output's distinct words that occur in its own source (``overlap_true``)
+    and in the source of another row, shuffled by :func:`derangement` with ``seed``
+    (``overlap_shuffled``), over the rows whose output has a word; and ``overlap_gap =
+    overlap_true - overlap_shuffled``. Words are lower-cased and hold a letter; words found in more
+    than ``max_document_share`` of the sources (`the`, `a`, `of`: in every source, telling none apart)
+    are left out. Empty dict when fewer than two rows have words
+    (``source_word_overlap(["a cat sat", "a dog ran"], ["the cat", "the dog"])["overlap_gap"] == 1.0``; a word of one
+    source is never left out)."""
+    if len(sources) != len(outputs):
+        raise ValueError(f"source_word_overlap needs one output per source, got {len(sources)} sources and {len(outputs)} outputs.")
+    perm = derangement(len(sources), seed)
+    source_words = [_words(s) for s in sources]
+    documents = Counter(w for words in source_words for w in words)
+    common = {w for w, n in documents.items() if n > max(1.0, max_document_share * len(sources))}  # a word of one source is never common
+    true, shuffled = [], []
+    for i, output in enumerate(outputs):
+        words = _words(output) - common
+        if words:
+            true.append(len(words & source_words[i]) / len(words))
+            shuffled.append(len(words & source_words[perm[i]]) / len(words))
+    if len(true) < 2:
+        return {}
+    t, f = sum(true) / len(true), sum(shuffled) / len(shuffled)
+    return {"overlap_true": t, "overlap_shuffled": f, "overlap_gap": t - f}
+
+
 @dataclasses.dataclass
 class CollapseReport:
     """What :func:`collapse_report` found: the figures, the warnings (plain sentences), and
@@ -143,11 +183,17 @@ class CollapseReport:
     hint: str = ""
     doubled_word_share: Optional[float] = None
     source_doubled_word_share: Optional[float] = None
-    notices: list = dataclasses.field(default_factory=list)  # warnings that are not a collapse (doubled words)
+    notices: list = dataclasses.field(default_factory=list)  # warnings that are not a collapse (doubled words; a low loss gap the outputs contradict)
+    overlap_true: Optional[float] = None  # the outputs' words found in their own source (share)
+    overlap_shuffled: Optional[float] = None  # ... in another row's source
 
     @property
     def source_gap(self) -> Optional[float]:
         return None if self.loss_true is None else self.loss_shuffled - self.loss_true
+
+    @property
+    def overlap_gap(self) -> Optional[float]:
+        return None if self.overlap_true is None else self.overlap_true - self.overlap_shuffled
 
     @property
     def collapsed(self) -> bool:
@@ -155,11 +201,15 @@ class CollapseReport:
 
     def metrics(self, prefix: str = "") -> dict:
         """Flat numbers for ``results.json``: ``{prefix}distinct_fraction``, ``..._top_output_share``,
-        ``..._loss_true_sources``, ``..._loss_shuffled_sources``, ``..._source_gap``, ``..._collapsed`` (0/1)."""
+        ``..._loss_true_sources``, ``..._loss_shuffled_sources``, ``..._source_gap``, ``..._source_word_overlap``,
+        ``..._shuffled_source_word_overlap``, ``..._source_overlap_gap``, ``..._collapsed`` (0/1)."""
         out = {f"{prefix}distinct_fraction": self.distinct_fraction, f"{prefix}top_output_share": self.top_output_share}
         if self.loss_true is not None:
             out.update({f"{prefix}loss_true_sources": self.loss_true, f"{prefix}loss_shuffled_sources": self.loss_shuffled,
                         f"{prefix}source_gap": self.source_gap})
+        if self.overlap_true is not None:
+            out.update({f"{prefix}source_word_overlap": self.overlap_true, f"{prefix}shuffled_source_word_overlap": self.overlap_shuffled,
+                        f"{prefix}source_overlap_gap": self.overlap_gap})
         if self.doubled_word_share is not None:
             out[f"{prefix}doubled_word_share"] = self.doubled_word_share
             if self.source_doubled_word_share is not None:
@@ -174,6 +224,9 @@ class CollapseReport:
         if self.loss_true is not None:
             out.append(f"  source sensitivity (loss of the {self.targets}, nats/token): true sources {self.loss_true:.4f}, "
                        f"sources shuffled across rows {self.loss_shuffled:.4f}, gap {self.source_gap:+.4f}")
+        if self.overlap_true is not None:
+            out.append(f"  source words in the outputs: {100 * self.overlap_true:.1f}% of an output's words are in its own source, "
+                       f"{100 * self.overlap_shuffled:.1f}% in another row's (gap {100 * self.overlap_gap:+.1f} points)")
         if self.doubled_word_share is not None:
             given = "" if self.source_doubled_word_share is None else f" (sources: {100 * self.source_doubled_word_share:.1f}%)"
             out.append(f"  doubled words (a word twice in a row): {100 * self.doubled_word_share:.1f}% of outputs{given}")
@@ -184,7 +237,8 @@ class CollapseReport:
 
 def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None, loss_shuffled: Optional[float] = None, targets: str = "references",
                     min_distinct_fraction: float = 0.1, max_top_share: float = 0.5, min_source_gap: float = 0.05, hint: str = COLLAPSE_HINT,
-                    sources: Optional[Sequence[str]] = None, max_doubled_excess: float = 0.05) -> CollapseReport:
+                    sources: Optional[Sequence[str]] = None, max_doubled_excess: float = 0.05, overlap_true: Optional[float] = None,
+                    overlap_shuffled: Optional[float] = None, min_overlap_gap: float = 0.05) -> CollapseReport:
     """A :class:`CollapseReport` of ``outputs`` (one per evaluated source) and, when given, the
     losses of :func:`source_sensitivity`.
 
@@ -195,9 +249,16 @@ def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None
     Warns that the model emits one output when the distinct fraction is below
     ``min_distinct_fraction`` or one output covers more than ``max_top_share`` of the rows, and
     that it ignores its input when shuffling the sources raises the loss by less than
-    ``min_source_gap`` nats per token."""
+    ``min_source_gap`` nats per token and, where the shares of :func:`source_word_overlap`
+    (``overlap_true``, ``overlap_shuffled``) are given, the outputs take less than
+    ``min_overlap_gap`` more of their words from their own source than from another row's (a low
+    loss gap with a clear overlap gap gets a notice instead: the model reads its input, the loss of
+    the references does not show it)."""
+    if (overlap_true is None) != (overlap_shuffled is None):
+        raise ValueError("collapse_report needs both overlap_true and overlap_shuffled (source_word_overlap), or neither.")
     stats = distinct_stats(outputs)
     report = CollapseReport(rows=len(outputs), loss_true=loss_true, loss_shuffled=loss_shuffled, targets=targets, **stats,
+                            overlap_true=overlap_true, overlap_shuffled=overlap_shuffled,
                             doubled_word_share=doubled_word_share(outputs),
                             source_doubled_word_share=None if sources is None else doubled_word_share(sources))
     floor = report.source_doubled_word_share or 0.0
@@ -214,10 +275,19 @@ def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None
             f"{'s' if stats['distinct'] != 1 else ''} over {len(outputs)} rows, the most common ({common[:60]!r}) for "
             f"{100 * stats['top_output_share']:.0f}% of them.")
     if loss_true is not None and len(outputs) >= 2 and report.source_gap < min_source_gap:
-        report.warnings.append(
-            f"WARNING: the model IGNORES ITS INPUT: with the sources shuffled across rows the loss of the {targets} is "
-            f"{loss_shuffled:.4f} against {loss_true:.4f} with the true sources (gap {report.source_gap:+.4f} nats/token, "
-            f"below {min_source_gap}).")
+        words = "" if overlap_true is None else (
+            f"; its outputs take {100 * overlap_true:.1f}% of their words from their own source against {100 * overlap_shuffled:.1f}% from another "
+            f"row's (gap {100 * report.overlap_gap:+.1f} points, below {100 * min_overlap_gap:.0f})")
+        if overlap_true is not None and report.overlap_gap >= min_overlap_gap:
+            report.notices.append(
+                f"NOTE: the loss of the {targets} barely depends on the source (gap {report.source_gap:+.4f} nats/token, below "
+                f"{min_source_gap}), but the outputs read it: they take {100 * overlap_true:.1f}% of their words from their own source "
+                f"against {100 * overlap_shuffled:.1f}% from another row's (gap {100 * report.overlap_gap:+.1f} points).")
+        else:
+            report.warnings.append(
+                f"WARNING: the model IGNORES ITS INPUT: with the sources shuffled across rows the loss of the {targets} is "
+                f"{loss_shuffled:.4f} against {loss_true:.4f} with the true sources (gap {report.source_gap:+.4f} nats/token, "
+                f"below {min_source_gap}){words}.")
     if report.warnings and hint:
         report.hint = hint
     return report
@@ -226,13 +296,17 @@ def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None
 def check_collapse(model, tokenizer, sources: Sequence[str], outputs: Sequence[str], references: Optional[Sequence[str]] = None, *,
                    max_rows: int = 256, seed: int = 0, **kwargs) -> CollapseReport:
     """Both checks on an evaluation: distinct ``outputs`` over all rows, and the source sensitivity
-    on the first ``max_rows`` rows, scored on ``references`` when given (else on ``outputs``).
+    on the first ``max_rows`` rows, scored on ``references`` when given (else on ``outputs``), and
+    :func:`source_word_overlap` of ``outputs`` with ``sources`` over all rows (one output per source).
     ``kwargs`` go to :func:`source_sensitivity` (lengths, batch size, direction tags)."""
-    thresholds = {k: kwargs.pop(k) for k in ("min_distinct_fraction", "max_top_share", "min_source_gap", "max_doubled_excess") if k in kwargs}
+    thresholds = {k: kwargs.pop(k) for k in ("min_distinct_fraction", "max_top_share", "min_source_gap", "max_doubled_excess", "min_overlap_gap")
+                  if k in kwargs}
     targets = list(references) if references is not None else list(outputs)
     n = min(len(sources), max_rows)
     loss = {}
     if n >= 2:  # an empty target still scores its EOS
         loss = source_sensitivity(model, tokenizer, list(sources[:n]), targets[:n], seed=seed, **kwargs)
+    overlap = source_word_overlap(sources, outputs, seed=seed)
     return collapse_report(outputs, loss_true=loss.get("loss_true"), loss_shuffled=loss.get("loss_shuffled"),
-                           targets="references" if references is not None else "model's own outputs", sources=sources, **thresholds)
+                           targets="references" if references is not None else "model's own outputs", sources=sources,
+                           overlap_true=overlap.get("overlap_true"), overlap_shuffled=overlap.get("overlap_shuffled"), **thresholds)

@@ -44,6 +44,9 @@ def _assert_collapse_report(metrics, stdout, prefix="eval_"):
     assert {prefix + k for k in COLLAPSE_KEYS} <= set(metrics), sorted(metrics)
     assert 0 < metrics[prefix + "distinct_fraction"] <= 1 and metrics[prefix + "collapsed"] in (0.0, 1.0)
     assert metrics[prefix + "source_gap"] == pytest.approx(metrics[prefix + "loss_shuffled_sources"] - metrics[prefix + "loss_true_sources"])
+    if prefix + "source_overlap_gap" in metrics:  # absent only when fewer than two outputs hold a word
+        assert metrics[prefix + "source_overlap_gap"] == pytest.approx(metrics[prefix + "source_word_overlap"] - metrics[prefix + "shuffled_source_word_overlap"])
+        assert not stdout or "source words in the outputs" in stdout
     if stdout:
         assert "Collapse check" in stdout and "sources shuffled across rows" in stdout and "distinct %" in stdout and "loss shuffled" in stdout
         assert "doubled words (a word twice in a row)" in stdout and "doubled %" in stdout

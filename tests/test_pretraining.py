@@ -14,7 +14,7 @@ import json
 import pytest
 import torch
 
-from hf_seqgan.collapse import check_collapse, collapse_report, derangement, distinct_stats, source_sensitivity
+from hf_seqgan.collapse import check_collapse, collapse_report, derangement, distinct_stats, source_sensitivity, source_word_overlap
 from hf_seqgan.pretraining import DenoisingCollator, choose_vocab_size, infill_spans, permute_sentences, pretrain
 from hf_seqgan.tiny import build_tiny_model
 from tests.conftest import ROOT
@@ -97,6 +97,33 @@ def test_collapse_check_flags_a_constant_model_and_passes_a_copier(tokenizer):
     # varied outputs but no source sensitivity is still flagged (the case sampling hides)
     varied = collapse_report(texts, loss_true=2.0, loss_shuffled=2.01)
     assert [w for w in varied.warnings if "IGNORES" in w] and not [w for w in varied.warnings if "ONE output" in w]
+
+
+def test_source_word_overlap_tells_outputs_that_use_their_source_from_ones_that_do_not():
+    sources = [f"the {a} chased a {b} in the park" for a, b in (("fox", "hen"), ("wolf", "lamb"), ("cat", "mouse"), ("dog", "ball"), ("owl", "frog"),
+                                                                  ("bear", "bee"), ("hawk", "dove"), ("lion", "boar"))]
+    reading = [f"once a {s.split()[1]} was hungry and the {s.split()[4]} ran" for s in sources]  # the source's characters carried over
+    scores = source_word_overlap(sources, reading, seed=0)
+    # `the`, `a`, `in`, `park`, `chased` are in every source: left out; each output keeps 7 words, 2 of them its characters
+    assert scores["overlap_true"] == pytest.approx(2 / 7) and scores["overlap_shuffled"] == 0.0 and scores["overlap_gap"] == pytest.approx(2 / 7)
+    constant = source_word_overlap(sources, ["once a fox was hungry"] * len(sources), seed=3)  # one output: the same share either way
+    assert constant["overlap_gap"] == pytest.approx(0.0, abs=1e-12)
+    assert source_word_overlap(sources[:2], ["", "..."]) == {}  # no output with a word: nothing to measure
+    with pytest.raises(ValueError, match="one output per source"):
+        source_word_overlap(sources, reading[:-1])
+
+
+def test_a_low_loss_gap_is_not_called_ignoring_the_input_when_the_outputs_use_it():
+    outputs = [f"story {i}" for i in range(20)]
+    reads = collapse_report(outputs, loss_true=4.0, loss_shuffled=4.01, overlap_true=0.3, overlap_shuffled=0.1)
+    assert not reads.collapsed and any(n.startswith("NOTE") and "read it" in n for n in reads.notices), reads.lines()
+    assert reads.metrics("eval_")["eval_source_overlap_gap"] == pytest.approx(0.2)
+    assert any("source words in the outputs: 30.0%" in line for line in reads.lines())
+    ignores = collapse_report(outputs, loss_true=4.0, loss_shuffled=4.01, overlap_true=0.12, overlap_shuffled=0.1)
+    warning = next(w for w in ignores.warnings if "IGNORES ITS INPUT" in w)
+    assert ignores.collapsed and "12.0% of their words from their own source" in warning
+    with pytest.raises(ValueError, match="both overlap_true and overlap_shuffled"):
+        collapse_report(outputs, overlap_true=0.3)
 
 
 def test_doubled_words_are_measured_against_the_sources_and_warned_about_without_a_collapse():

@@ -8,7 +8,7 @@ The start is what a user without the Hub has: a small checkpoint pretrained here
 Measured when these tests were written: style transfer 100% / 94% distinct with source gaps
 +0.76 / +1.06 nats per token, supervised translation 81% and +0.14, supervised summarization (150
 steps) 69% and +0.09 (its ROUGE is still near 0: these tests guard against collapse, not quality); the unsupervised
-translation and summarization recipes, see their tests. From a random tiny model
+translation, summarization and story-generation recipes, see their tests. From a random tiny model
 instead, the same style-transfer run emits one output for every input (3-6% distinct, gap 0.00):
 the thresholds below lie between the two.
 """
@@ -110,3 +110,27 @@ def test_unsupervised_summarization_on_gigaword_does_not_collapse(pretrained, tm
         "--max_target_length", "16", *RUN, "--max_steps", "30", "--output_dir", str(tmp_path / "out")])
     # measured: 93.8% distinct, gap +0.123 from the pretrained start; 3.1%, -0.000 from a random tiny BART
     _assert_not_collapsed(metrics, "eval_", distinct=0.5, gap=0.05)
+
+
+def test_story_generation_on_aesop_first_lines_does_not_collapse(pretrained, tmp_path):
+    """First line -> the rest of the fable, on the Aesop fables (20% held out: 30 prompts). The model is weak
+    at this size and the margins are small: from the pretrained start its greedy stories are distinct and
+    carry some of the prompt's characters (`A Fox one day spied ...` -> `The Fox was very ...`), but a long
+    reference's loss moves little with its first line, so the recipe's own check still says it ignores its
+    input (gap below 0.05)."""
+    import json
+    import re
+
+    rows = json.loads((SHARED_DATA / "aesop" / "aesop4children.json").read_text(encoding="utf-8"))
+    pairs = [re.split(r"(?<=[.!?])\s+", r["fable"].strip(), maxsplit=1) for r in rows]
+    data = tmp_path / "first_lines.json"
+    data.write_text(json.dumps([{"first": p[0], "rest": p[1]} for p in pairs if len(p) == 2]), encoding="utf-8")
+    metrics = _script("run_story_generation").main([
+        "--model_name_or_path", pretrained("en"), "--train_file", str(data), "--text_column", "first", "--story_column", "rest",
+        "--validation_split_percentage", "20", "--max_source_length", "48", "--max_target_length", "64", "--stories_per_prompt", "2",
+        "--rerank_candidates", "0", "--no_repeat_ngram_size", "3", *RUN, "--max_steps", "300", "--output_dir", str(tmp_path / "out")])
+    # measured: 100% distinct, loss gap +0.020 nats/token, the outputs' words +1.0 points more often from their own first line;
+    # the same run from the recipe's random tiny BART: 86.7% distinct (short stories such as `Then the`), gap -0.002, words -1.1 points
+    assert metrics["eval_distinct_fraction"] >= 0.5, metrics["eval_distinct_fraction"]
+    assert metrics["eval_source_gap"] >= 0.01, metrics["eval_source_gap"]
+    assert metrics["eval_source_overlap_gap"] >= 0.0, metrics["eval_source_overlap_gap"]
