@@ -13,6 +13,9 @@ instead, the same style-transfer run emits one output for every input (3-6% dist
 the thresholds below lie between the two.
 """
 
+import json
+import re
+
 import pytest
 
 from tests.conftest import SHARED_DATA
@@ -118,9 +121,6 @@ def test_story_generation_on_aesop_first_lines_does_not_collapse(pretrained, tmp
     carry some of the prompt's characters (`A Fox one day spied ...` -> `The Fox was very ...`), but a long
     reference's loss moves little with its first line, so the recipe's own check still says it ignores its
     input (gap below 0.05)."""
-    import json
-    import re
-
     rows = json.loads((SHARED_DATA / "aesop" / "aesop4children.json").read_text(encoding="utf-8"))
     pairs = [re.split(r"(?<=[.!?])\s+", r["fable"].strip(), maxsplit=1) for r in rows]
     data = tmp_path / "first_lines.json"
