@@ -23,9 +23,9 @@ The source sensitivity is also read from the **outputs**: the share of an output
 its own source against the share found in another row's source (the same derangement; words found
 in many sources, such as `the`, left out). Where the target is long and the source short (a first
 line -> a story), the loss of the references barely moves with the source even for a model that
-carries the source's characters into its story; the outputs' words show it. A model that ignores its input has the same expected share either way (for
-one constant output, exactly the same), so "ignores its input" is said only when neither the loss
-nor the outputs' words depend on the source.
+carries the source's characters into its story; the outputs' words show it. A model that ignores
+its input has the same expected share either way (for one constant output, exactly the same), so
+"ignores its input" is said only when neither the loss nor the outputs' words depend on the source.
 
 Examples:
 
@@ -275,15 +275,15 @@ def collapse_report(outputs: Sequence[str], *, loss_true: Optional[float] = None
             f"{'s' if stats['distinct'] != 1 else ''} over {len(outputs)} rows, the most common ({common[:60]!r}) for "
             f"{100 * stats['top_output_share']:.0f}% of them.")
     if loss_true is not None and len(outputs) >= 2 and report.source_gap < min_source_gap:
-        words = "" if overlap_true is None else (
-            f"; its outputs take {100 * overlap_true:.1f}% of their words from their own source against {100 * overlap_shuffled:.1f}% from another "
-            f"row's (gap {100 * report.overlap_gap:+.1f} points, below {100 * min_overlap_gap:.0f})")
         if overlap_true is not None and report.overlap_gap >= min_overlap_gap:
             report.notices.append(
                 f"NOTE: the loss of the {targets} barely depends on the source (gap {report.source_gap:+.4f} nats/token, below "
                 f"{min_source_gap}), but the outputs read it: they take {100 * overlap_true:.1f}% of their words from their own source "
                 f"against {100 * overlap_shuffled:.1f}% from another row's (gap {100 * report.overlap_gap:+.1f} points).")
         else:
+            words = "" if overlap_true is None else (
+                f"; its outputs take {100 * overlap_true:.1f}% of their words from their own source against {100 * overlap_shuffled:.1f}% from "
+                f"another row's (gap {100 * report.overlap_gap:+.1f} points, below {100 * min_overlap_gap:.0f})")
             report.warnings.append(
                 f"WARNING: the model IGNORES ITS INPUT: with the sources shuffled across rows the loss of the {targets} is "
                 f"{loss_shuffled:.4f} against {loss_true:.4f} with the true sources (gap {report.source_gap:+.4f} nats/token, "
